@@ -1,0 +1,41 @@
+#pragma once
+// Two kinds of failure, kept apart on purpose:
+//  * configuration and I/O validate their input and throw kvc::Error;
+//  * hot paths (append, attend, kernels) are noexcept and check their preconditions with
+//    KVC_CONTRACT, which reports the broken contract and aborts: a hot path that throws or
+//    silently continues on a wrong shape would corrupt the cache.
+#include <fmt/format.h>
+
+#include <source_location>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace kvc {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Throws kvc::Error with "where: message".
+template <class... Args>
+[[noreturn]] void fail(std::string_view where, fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(fmt::format("{}: {}", where, fmt::format(format, std::forward<Args>(args)...)));
+}
+
+// Called with a description of a broken hot-path precondition. Must not return; if it does,
+// the library aborts anyway. The default prints the message to stderr.
+using ContractHandler = void (*)(const char* message) noexcept;
+ContractHandler set_contract_handler(ContractHandler handler) noexcept;
+
+[[noreturn]] void contract_violation(const char* condition, const char* message,
+                                     std::source_location where) noexcept;
+
+}  // namespace kvc
+
+#define KVC_CONTRACT(condition, message)                                                   \
+  do {                                                                                     \
+    if (!(condition)) [[unlikely]]                                                         \
+      ::kvc::contract_violation(#condition, message, std::source_location::current());    \
+  } while (false)

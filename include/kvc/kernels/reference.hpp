@@ -1,0 +1,164 @@
+#pragma once
+// The scalar reference kernels: the specification of every row format and of decode attention.
+// SIMD kernels must produce the same quantized codes and scales bit for bit, and attention
+// within the tolerances stated in tests/kernels. Readability over speed.
+#include "kvc/kernels/format.hpp"
+#include "kvc/kernels/half.hpp"
+#include "kvc/kernels/table.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace kvc::kernels::ref {
+
+// Largest stored row the scalar reference attends over (stack buffers, no allocation).
+inline constexpr std::size_t kMaxDim = 1024;
+
+struct GroupParams {
+  std::uint16_t scale;  // f16
+  std::uint16_t min;    // f16
+};
+
+// Asymmetric min/scale of one group: min rounds down and scale rounds up to f16, so the stored
+// range covers every input and the round-trip error is at most scale/2.
+inline GroupParams group_params(const float* x, std::size_t n, unsigned bits) noexcept {
+  float lo = x[0], hi = x[0];
+  for (std::size_t i = 1; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  const auto levels = static_cast<float>((1u << bits) - 1u);
+  const std::uint16_t min_h = half::f32_to_f16_down(lo);
+  const float range = hi - half::f16_to_f32(min_h);
+  return {half::f32_to_f16_up(range / levels), min_h};
+}
+
+inline std::uint8_t quantize_value(float x, float min, float inv_scale, unsigned bits) noexcept {
+  const float levels = static_cast<float>((1u << bits) - 1u);
+  const float c = std::nearbyint((x - min) * inv_scale);
+  return static_cast<std::uint8_t>(std::clamp(c, 0.0f, levels));
+}
+
+inline void put_code(std::byte* codes, std::size_t i, std::uint8_t c, unsigned bits) noexcept {
+  const std::size_t per_byte = 8 / bits;
+  const auto shift = static_cast<unsigned>((i % per_byte) * bits);
+  auto& b = codes[i / per_byte];
+  const auto mask = static_cast<unsigned>(((1u << bits) - 1u) << shift);
+  b = static_cast<std::byte>((static_cast<unsigned>(b) & ~mask) | (static_cast<unsigned>(c) << shift));
+}
+
+inline std::uint8_t get_code(const std::byte* codes, std::size_t i, unsigned bits) noexcept {
+  const std::size_t per_byte = 8 / bits;
+  const auto shift = static_cast<unsigned>((i % per_byte) * bits);
+  return static_cast<std::uint8_t>((static_cast<unsigned>(codes[i / per_byte]) >> shift) & ((1u << bits) - 1u));
+}
+
+inline void encode_row(RowFormat f, std::size_t dim, const float* x, std::byte* dst) noexcept {
+  switch (f.dtype) {
+    case Dtype::f32:
+      std::memcpy(dst, x, dim * sizeof(float));
+      return;
+    case Dtype::f16:
+    case Dtype::bf16:
+      for (std::size_t i = 0; i < dim; ++i) {
+        const std::uint16_t h = f.dtype == Dtype::f16 ? half::f32_to_f16(x[i]) : half::f32_to_bf16(x[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+    case Dtype::q8:
+    case Dtype::q4:
+    case Dtype::q2: {
+      const unsigned bits = bits_of(f.dtype);
+      std::byte* params = dst + code_bytes(f, dim);
+      for (std::size_t g = 0; g * f.group < dim; ++g) {
+        const float* xg = x + g * f.group;
+        const GroupParams p = group_params(xg, f.group, bits);
+        std::memcpy(params + g * kGroupParamBytes, &p.scale, 2);
+        std::memcpy(params + g * kGroupParamBytes + 2, &p.min, 2);
+        const float scale = half::f16_to_f32(p.scale);
+        const float min = half::f16_to_f32(p.min);
+        const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        for (std::size_t i = 0; i < f.group; ++i)
+          put_code(dst, g * f.group + i, quantize_value(xg[i], min, inv, bits), bits);
+      }
+      return;
+    }
+  }
+}
+
+inline void decode_row(RowFormat f, std::size_t dim, const std::byte* src, float* y) noexcept {
+  switch (f.dtype) {
+    case Dtype::f32:
+      std::memcpy(y, src, dim * sizeof(float));
+      return;
+    case Dtype::f16:
+    case Dtype::bf16:
+      for (std::size_t i = 0; i < dim; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        y[i] = f.dtype == Dtype::f16 ? half::f16_to_f32(h) : half::bf16_to_f32(h);
+      }
+      return;
+    case Dtype::q8:
+    case Dtype::q4:
+    case Dtype::q2: {
+      const unsigned bits = bits_of(f.dtype);
+      const std::byte* params = src + code_bytes(f, dim);
+      for (std::size_t i = 0; i < dim; ++i) {
+        const std::size_t g = i / f.group;
+        std::uint16_t s, m;
+        std::memcpy(&s, params + g * kGroupParamBytes, 2);
+        std::memcpy(&m, params + g * kGroupParamBytes + 2, 2);
+        y[i] = std::fma(static_cast<float>(get_code(src, i, bits)), half::f16_to_f32(s), half::f16_to_f32(m));
+      }
+      return;
+    }
+  }
+}
+
+inline void encode_rows(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
+                        std::byte* dst, std::size_t dst_stride) noexcept {
+  for (std::size_t r = 0; r < n; ++r) encode_row(f, dim, src + r * src_stride, dst + r * dst_stride);
+}
+
+inline void decode_rows(RowFormat f, std::size_t dim, const std::byte* src, std::size_t src_stride, std::size_t n,
+                        float* dst, std::size_t dst_stride) noexcept {
+  for (std::size_t r = 0; r < n; ++r) decode_row(f, dim, src + r * src_stride, dst + r * dst_stride);
+}
+
+// One online-softmax step of one query head over one decoded row.
+inline void softmax_step(float logit, const float* v, std::size_t v_dim, float& m, float& l, float* acc) noexcept {
+  const float m_new = std::max(m, logit);
+  const float alpha = std::exp(m - m_new);  // 0 on the first row (m = -inf)
+  const float p = std::exp(logit - m_new);
+  l = l * alpha + p;
+  for (std::size_t d = 0; d < v_dim; ++d) acc[d] = acc[d] * alpha + p * v[d];
+  m = m_new;
+}
+
+// Row by row, in order: decode, logit = scale * sequential dot product, online-softmax update.
+inline void attend(const AttendArgs& a) noexcept {
+  std::array<float, kMaxDim> k{};
+  std::array<float, kMaxDim> v{};
+  std::size_t row = 0;
+  for (std::size_t s = 0; s < a.n_segments && row < a.rows; ++s) {
+    const Segment& seg = a.segments[s];
+    for (std::size_t r = 0; r < seg.rows && row < a.rows; ++r, ++row) {
+      decode_row(a.k_format, a.k_dim, seg.k + r * a.k_stride, k.data());
+      decode_row(a.v_format, a.v_dim, seg.v + r * a.v_stride, v.data());
+      for (std::size_t h = 0; h < a.n_q; ++h) {
+        const float* q = a.q + h * a.k_dim;
+        float dot = 0.0f;
+        for (std::size_t d = 0; d < a.k_dim; ++d) dot += q[d] * k[d];
+        const float logit = a.scale * dot;
+        if (a.logits) a.logits[h * a.logits_stride + row] = logit;
+        softmax_step(logit, v.data(), a.v_dim, a.m[h], a.l[h], a.acc + h * a.v_dim);
+      }
+    }
+  }
+}
+
+}  // namespace kvc::kernels::ref

@@ -1,0 +1,70 @@
+#pragma once
+// The typed kernel table: one instance per instruction set, chosen once at run time.
+// Every entry is noexcept and allocation-free; preconditions are the caller's contract.
+#include "kvc/kernels/format.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kvc::kernels {
+
+enum class Isa : std::uint8_t { scalar, avx2, avx512 };
+
+// A run of rows stored back to back: row i of the keys starts at k + i * k_stride.
+struct Segment {
+  const std::byte* k = nullptr;
+  const std::byte* v = nullptr;
+  std::size_t rows = 0;
+};
+
+// Decode attention of the query heads of one KV group over encoded rows, as an online-softmax
+// update: m (running max), l (running normalizer) and acc (unnormalized output) are read and
+// written, so a head's rows can be fed in several calls (pages, a full-precision tail).
+// Start with m = -inf, l = 0, acc = 0; the attention output is acc / l.
+struct AttendArgs {
+  const float* q = nullptr;  // [n_q][k_dim], row stride k_dim
+  std::size_t n_q = 0;
+  std::size_t k_dim = 0;  // stored key and value dims (smaller than head_dim under low rank)
+  std::size_t v_dim = 0;
+  RowFormat k_format{};
+  RowFormat v_format{};
+  std::size_t k_stride = 0;  // bytes between consecutive rows of one segment
+  std::size_t v_stride = 0;
+  const Segment* segments = nullptr;
+  std::size_t n_segments = 0;
+  std::size_t rows = 0;  // attend to the first `rows` rows of the segments (causal limit)
+  float scale = 1.0f;    // logit = scale * dot(q, k)
+  float* m = nullptr;    // [n_q]
+  float* l = nullptr;    // [n_q]
+  float* acc = nullptr;  // [n_q][v_dim]
+  // Optional: raw logits of every attended row, logits[i * logits_stride + r]; nullptr when
+  // no policy observes attention, which then costs nothing.
+  float* logits = nullptr;
+  std::size_t logits_stride = 0;
+};
+
+struct Table {
+  Isa isa;
+  // Encode n rows of `dim` floats (src rows src_stride floats apart) into `format`.
+  void (*encode_rows)(RowFormat format, std::size_t dim, const float* src, std::size_t src_stride,
+                      std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept;
+  // Decode n encoded rows into floats.
+  void (*decode_rows)(RowFormat format, std::size_t dim, const std::byte* src, std::size_t src_stride,
+                      std::size_t n, float* dst, std::size_t dst_stride) noexcept;
+  void (*attend)(const AttendArgs& args) noexcept;
+};
+
+const char* isa_name(Isa isa) noexcept;
+
+// Whether this CPU and OS can run `isa`'s kernels.
+bool isa_supported(Isa isa) noexcept;
+
+// The table of one ISA; contract: isa_supported(isa).
+const Table& table(Isa isa) noexcept;
+
+// The table chosen once per process: the best supported ISA, or the one named by the
+// environment variable KVC_ISA (scalar, avx2, avx512). Throws kvc::Error on the first call if
+// KVC_ISA names an unknown or unsupported ISA.
+const Table& active();
+
+}  // namespace kvc::kernels

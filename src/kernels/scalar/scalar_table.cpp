@@ -1,0 +1,11 @@
+// The scalar table is the reference itself: the specification is also the portable fallback.
+#include "kvc/kernels/reference.hpp"
+
+namespace kvc::kernels {
+
+const Table& scalar_table() noexcept {
+  static constexpr Table table{Isa::scalar, &ref::encode_rows, &ref::decode_rows, &ref::attend};
+  return table;
+}
+
+}  // namespace kvc::kernels
