@@ -1,0 +1,26 @@
+#pragma once
+#include "kvc/core/shape.hpp"
+
+#include <cstddef>
+#include <span>
+
+namespace kvc {
+
+struct PolicySetup {
+  Shape shape;
+  std::size_t capacity = 0;                // tokens per head reserved up front (0: unknown)
+  std::span<const std::size_t> budgets{};  // [layer * kv_heads + kv_head]; empty when unbounded
+  std::size_t key_dim = 0;                 // stored row dims (the rank under low rank)
+  std::size_t value_dim = 0;
+};
+
+// Optional capability: called once when the cache is built (and may throw kvc::Error if the
+// policy's parameters do not fit the cache, e.g. more sinks than a head's budget).
+template <class P>
+concept Configurable = requires(P& p, const PolicySetup& setup) { p.setup(setup); };
+
+// Optional capability: forget all per-sequence state (KVCache::clear).
+template <class P>
+concept Resettable = requires(P& p) { p.reset(); };
+
+}  // namespace kvc

@@ -1,0 +1,87 @@
+#pragma once
+// A pool of fixed-size blocks shared by the heads of one or several paged caches (vLLM-style).
+// A head returns its blocks when it is compressed or cleared; another head or cache reuses them
+// without touching the allocator, and trim() hands unused blocks back to the system.
+#include "kvc/core/aligned_buffer.hpp"
+#include "kvc/core/error.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <mutex>
+#include <vector>
+
+namespace kvc {
+
+class BlockPool {
+ public:
+  explicit BlockPool(std::size_t block_bytes) : block_bytes_(block_bytes) {
+    if (block_bytes == 0) fail("kvc::BlockPool", "block_bytes must be > 0");
+  }
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+
+  [[nodiscard]] std::size_t block_bytes() const noexcept { return block_bytes_; }
+
+  // A free block, allocating a new one only when none is free.
+  [[nodiscard]] std::byte* acquire() {
+    std::lock_guard lock(mutex_);
+    if (free_.empty()) {
+      blocks_.emplace_back(block_bytes_);
+      free_.reserve(blocks_.size());  // so release() never allocates
+      return blocks_.back().data();
+    }
+    std::byte* block = free_.back();
+    free_.pop_back();
+    return block;
+  }
+
+  void release(std::byte* block) noexcept {
+    std::lock_guard lock(mutex_);
+    free_.push_back(block);  // capacity reserved in acquire/reserve: never allocates
+  }
+
+  // Pre-allocates blocks so that later acquires do not allocate.
+  void reserve(std::size_t blocks) {
+    std::lock_guard lock(mutex_);
+    free_.reserve(blocks);
+    while (blocks_.size() < blocks) {
+      blocks_.emplace_back(block_bytes_);
+      free_.push_back(blocks_.back().data());
+    }
+  }
+
+  // Frees every block nobody holds.
+  void trim() {
+    std::lock_guard lock(mutex_);
+    std::vector<detail::AlignedBytes> kept;
+    kept.reserve(blocks_.size() - free_.size());
+    std::vector<std::byte*> free_sorted(free_);
+    std::sort(free_sorted.begin(), free_sorted.end());
+    for (auto& block : blocks_)
+      if (!std::binary_search(free_sorted.begin(), free_sorted.end(), block.data())) kept.push_back(std::move(block));
+    blocks_ = std::move(kept);
+    free_.clear();
+  }
+
+  [[nodiscard]] std::size_t blocks_allocated() const {
+    std::lock_guard lock(mutex_);
+    return blocks_.size();
+  }
+  [[nodiscard]] std::size_t blocks_free() const {
+    std::lock_guard lock(mutex_);
+    return free_.size();
+  }
+  // Bytes the pool holds from the system, in use or free.
+  [[nodiscard]] std::size_t reserved_bytes() const {
+    std::lock_guard lock(mutex_);
+    return blocks_.size() * block_bytes_;
+  }
+
+ private:
+  std::size_t block_bytes_;
+  mutable std::mutex mutex_;
+  std::vector<detail::AlignedBytes> blocks_;
+  std::vector<std::byte*> free_;
+};
+
+}  // namespace kvc

@@ -1,0 +1,602 @@
+#pragma once
+// KVCache<Layout, Policy...>: the KV cache of one sequence, all layers and KV heads, with any
+// combination of one policy per family. See docs/architecture.md for the data flow.
+#include "kvc/concepts/layout.hpp"
+#include "kvc/concepts/setup.hpp"
+#include "kvc/core/contiguous_layout.hpp"
+#include "kvc/core/error.hpp"
+#include "kvc/core/head_view.hpp"
+#include "kvc/core/options.hpp"
+#include "kvc/core/paged_layout.hpp"
+#include "kvc/core/policy_pack.hpp"
+#include "kvc/core/shape.hpp"
+#include "kvc/kernels/table.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <span>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace kvc {
+
+template <Layout L = ContiguousLayout, class... Policy>
+class KVCache {
+  static_assert((HasFamily<Policy> && ...),
+                "Every policy must name its family with a nested `using family = kvc::family::X;` "
+                "where X is budget, selection, merging, quantization or lowrank.");
+  static_assert((detail::KnownFamily<Policy> && ...),
+                "A policy names a family that is not one of kvc::family::budget, selection, merging, "
+                "quantization or lowrank.");
+  static_assert(detail::at_most_one_per_family<Policy...>(),
+                "A KVCache takes at most one policy of each family: two selections (or two quantizers, "
+                "two budgets...) would disagree about the same tokens. Compose different families instead.");
+  static_assert((detail::ValidPolicy<Policy> && ...),
+                "A policy does not satisfy the concept of the family it names; see the concept in "
+                "kvc/concepts/<family>.hpp for the members it needs.");
+
+  using Budget = detail::family_policy_t<family::budget, Policy...>;
+  using Selection = detail::family_policy_t<family::selection, Policy...>;
+  using Merging = detail::family_policy_t<family::merging, Policy...>;
+  using Quantization = detail::family_policy_t<family::quantization, Policy...>;
+  using LowRank = detail::family_policy_t<family::lowrank, Policy...>;
+
+ public:
+  static constexpr bool has_budget = !std::is_void_v<Budget>;
+  static constexpr bool has_selection = !std::is_void_v<Selection>;
+  static constexpr bool has_merging = !std::is_void_v<Merging>;
+  static constexpr bool has_quantization = !std::is_void_v<Quantization>;
+  static constexpr bool has_lowrank = !std::is_void_v<LowRank>;
+  static constexpr bool observes_attention = [] {
+    if constexpr (has_selection) return AttentionObserver<Selection>;
+    return false;
+  }();
+
+  static_assert(!has_merging || has_selection,
+                "A merging policy folds evicted tokens into kept ones, so it needs a selection policy "
+                "to evict them.");
+  static_assert(!has_budget || has_selection,
+                "A budget policy decides how many tokens each head keeps, so it needs a selection "
+                "policy to decide which.");
+
+  using layout_type = L;
+  using store_type = typename L::store;
+
+  explicit KVCache(Shape shape, Options options = {}, Policy... policies)
+      : KVCache(shape, options, typename L::config{}, std::move(policies)...) {}
+
+  KVCache(Shape shape, Options options, typename L::config layout, Policy... policies)
+      : shape_(shape), options_(options), layout_(std::move(layout)), policies_(std::move(policies)...) {
+    shape_.validate();
+    validate_options();
+    table_ = &kernels::active();
+    choose_dims_and_formats();
+    allocate_budgets();
+    make_stores();
+    setup_policies();
+  }
+
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
+  KVCache(KVCache&&) noexcept = default;
+  KVCache& operator=(KVCache&&) noexcept = default;
+
+  // ---- hot path -------------------------------------------------------------------------
+
+  // Appends one token of `layer`: k and v are [kv_heads][head_dim], keys already rotated.
+  // Contract: finite values, matching sizes, positions increasing per layer.
+  void append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) noexcept {
+    KVC_CONTRACT(layer < shape_.layers, "append: layer out of range");
+    KVC_CONTRACT(k.size() == shape_.kv_heads * shape_.head_dim, "append: k must hold kv_heads * head_dim floats");
+    KVC_CONTRACT(v.size() == k.size(), "append: v must hold kv_heads * head_dim floats");
+    KVC_CONTRACT(all_finite(k) && all_finite(v), "append: keys and values must be finite");
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      if constexpr (has_lowrank)
+        KVC_CONTRACT(lowrank().ready(layer, h),
+                     "append: low-rank head has no projection yet; prefill it or calibrate the policy first");
+      write_token(layer, h, position, k.data() + h * shape_.head_dim, v.data() + h * shape_.head_dim);
+    }
+  }
+
+  // Attention of the last n_queries tokens appended to `layer` (causal among themselves):
+  // queries and out are [n_queries][query_heads][head_dim].
+  void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept {
+    const std::size_t stride = shape_.query_heads * shape_.head_dim;
+    KVC_CONTRACT(layer < shape_.layers, "attend: layer out of range");
+    KVC_CONTRACT(!queries.empty() && queries.size() % stride == 0,
+                 "attend: queries must hold n_queries * query_heads * head_dim floats");
+    KVC_CONTRACT(out.size() == queries.size(), "attend: out must have the size of queries");
+    const std::size_t n_queries = queries.size() / stride;
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      KVC_CONTRACT(n_queries <= size(layer, h), "attend: more queries than tokens appended to the head");
+      attend_head(layer, h, queries, out, n_queries);
+    }
+    if constexpr (has_selection) {
+      if (options_.auto_compress)
+        for (std::size_t h = 0; h < shape_.kv_heads; ++h)
+          if (size(layer, h) > budget(layer, h) + options_.compress_slack) compress_head(layer, h);
+    }
+  }
+
+  // ---- configuration-time and bulk operations (validate and throw kvc::Error) ---------------
+
+  // Appends n tokens of `layer` at positions first_position, first_position + 1, ...:
+  // keys and values are [n][kv_heads][head_dim]. Calibrates uncalibrated low-rank heads first.
+  void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
+               std::span<const float> values) {
+    const std::size_t row = shape_.kv_heads * shape_.head_dim;
+    if (layer >= shape_.layers) fail("KVCache::prefill", "layer {} out of range (layers: {})", layer, shape_.layers);
+    if (keys.empty() || keys.size() % row != 0)
+      fail("KVCache::prefill", "keys hold {} floats, not a positive multiple of kv_heads * head_dim = {}",
+           keys.size(), row);
+    if (values.size() != keys.size())
+      fail("KVCache::prefill", "values hold {} floats but keys hold {}", values.size(), keys.size());
+    check_finite("KVCache::prefill", "keys", keys);
+    check_finite("KVCache::prefill", "values", values);
+    const std::size_t n = keys.size() / row;
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const auto& pos = positions_[index(layer, h)];
+      if (!pos.empty() && first_position <= pos.back())
+        fail("KVCache::prefill", "position {} does not follow the last position {} of layer {}", first_position,
+             pos.back(), layer);
+    }
+    if constexpr (has_lowrank) calibrate_from(layer, keys, values, n);
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t h = 0; h < shape_.kv_heads; ++h)
+        write_token(layer, h, first_position + static_cast<std::int32_t>(t), keys.data() + t * row + h * shape_.head_dim,
+                    values.data() + t * row + h * shape_.head_dim);
+  }
+
+  // Evicts every head down to its budget now (auto-compression waits for budget + slack).
+  void compress() {
+    for (std::size_t layer = 0; layer < shape_.layers; ++layer) compress(layer);
+  }
+  void compress(std::size_t layer) {
+    if (layer >= shape_.layers) fail("KVCache::compress", "layer {} out of range (layers: {})", layer, shape_.layers);
+    if constexpr (has_selection)
+      for (std::size_t h = 0; h < shape_.kv_heads; ++h)
+        if (size(layer, h) > budget(layer, h)) compress_head(layer, h);
+  }
+
+  // Forgets every token and every policy's per-sequence state; keeps reserved memory.
+  void clear() noexcept {
+    for (auto& s : stores_) s.resize(0);
+    for (auto& p : positions_) p.clear();
+    std::apply([](auto&... p) { (reset_policy(p), ...); }, policies_);
+  }
+
+  // ---- observation ------------------------------------------------------------------------
+
+  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const noexcept {
+    return positions_[index(layer, kv_head)].size();
+  }
+  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const noexcept {
+    return positions_[index(layer, kv_head)];
+  }
+  // Tokens a head keeps after compression; SIZE_MAX when nothing is evicted.
+  [[nodiscard]] std::size_t budget(std::size_t layer, std::size_t kv_head) const noexcept {
+    return budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[index(layer, kv_head)];
+  }
+  // Tokens held, summed over every (layer, KV head).
+  [[nodiscard]] std::size_t tokens() const noexcept {
+    std::size_t total = 0;
+    for (const auto& p : positions_) total += p.size();
+    return total;
+  }
+  // Bytes allocated for the cached tokens: encoded rows (or whole pages), positions and the
+  // policies' per-head state. Scratch for attention is reported by workspace_bytes().
+  [[nodiscard]] std::size_t memory_bytes() const noexcept {
+    std::size_t bytes = 0;
+    for (const auto& s : stores_) bytes += s.memory_bytes();
+    for (const auto& p : positions_) bytes += p.capacity() * sizeof(std::int32_t);
+    std::apply([&](const auto&... p) { ((bytes += policy_memory(p)), ...); }, policies_);
+    return bytes;
+  }
+  [[nodiscard]] std::size_t workspace_bytes() const noexcept {
+    return (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
+            weights_.capacity() + rows_.capacity()) * sizeof(float) +
+           (keep_.capacity() + evicted_.capacity()) * sizeof(std::uint32_t) +
+           segments_.capacity() * sizeof(kernels::Segment);
+  }
+
+  [[nodiscard]] const Shape& shape() const noexcept { return shape_; }
+  [[nodiscard]] const Options& options() const noexcept { return options_; }
+  [[nodiscard]] kernels::RowFormat key_format() const noexcept { return key_format_; }
+  [[nodiscard]] kernels::RowFormat value_format() const noexcept { return value_format_; }
+  [[nodiscard]] std::size_t key_dim() const noexcept { return key_dim_; }
+  [[nodiscard]] std::size_t value_dim() const noexcept { return value_dim_; }
+  [[nodiscard]] kernels::Isa isa() const noexcept { return table_->isa; }
+  [[nodiscard]] const typename L::config& layout_config() const noexcept { return layout_; }
+
+  // Decoded rows of one head (in the stored space), for tests, tools and policies.
+  [[nodiscard]] HeadView view(std::size_t layer, std::size_t kv_head) noexcept {
+    auto& s = stores_[index(layer, kv_head)];
+    return HeadView(layer, kv_head, positions_[index(layer, kv_head)], *table_, key_format_, value_format_, key_dim_,
+                    value_dim_, {&s, &key_address, &value_address});
+  }
+
+  template <class P>
+  [[nodiscard]] P& get() noexcept {
+    return std::get<P>(policies_);
+  }
+  template <class P>
+  [[nodiscard]] const P& get() const noexcept {
+    return std::get<P>(policies_);
+  }
+
+ private:
+  // ---- construction ------------------------------------------------------------------------
+
+  void validate_options() const {
+    using kernels::Dtype;
+    if (options_.dtype != Dtype::f32 && options_.dtype != Dtype::f16 && options_.dtype != Dtype::bf16)
+      fail("kvc::Options", "dtype {} is not a storage element type (f32, f16, bf16); integer formats come from a "
+           "quantization policy", kernels::dtype_name(options_.dtype));
+    if (!std::isfinite(options_.scale) || options_.scale < 0.0f)
+      fail("kvc::Options", "scale {} must be finite and >= 0 (0 means 1/sqrt(head_dim))", options_.scale);
+    if (options_.capacity > 0 && options_.budget > options_.capacity)
+      fail("kvc::Options", "budget {} exceeds capacity {}", options_.budget, options_.capacity);
+    if constexpr (has_selection) {
+      if (options_.budget == 0)
+        fail("kvc::Options", "budget must be > 0 when a selection policy is given (it evicts down to the budget)");
+    } else {
+      if (options_.budget != 0)
+        fail("kvc::Options", "budget {} is set but no selection policy decides which tokens to evict",
+             options_.budget);
+    }
+  }
+
+  void choose_dims_and_formats() {
+    key_dim_ = value_dim_ = shape_.head_dim;
+    if constexpr (has_lowrank) {
+      key_dim_ = lowrank().rank_keys(shape_);
+      value_dim_ = lowrank().rank_values(shape_);
+      for (auto [dim, what] : {std::pair{key_dim_, "key"}, std::pair{value_dim_, "value"}})
+        if (dim == 0 || dim > shape_.head_dim)
+          fail("kvc::KVCache", "low-rank {} rank {} must be in [1, head_dim = {}]", what, dim, shape_.head_dim);
+    }
+    key_format_ = value_format_ = kernels::RowFormat{options_.dtype, 0};
+    if constexpr (has_quantization) {
+      key_format_ = quantization().key_format();
+      value_format_ = quantization().value_format();
+    }
+    check_format(key_format_, key_dim_, "key");
+    check_format(value_format_, value_dim_, "value");
+    if (std::max(key_dim_, value_dim_) > kMaxStoredDim)
+      fail("kvc::KVCache", "stored row dims above {} are not supported (head_dim {})", kMaxStoredDim, shape_.head_dim);
+    scale_ = options_.scale > 0.0f ? options_.scale : 1.0f / std::sqrt(static_cast<float>(shape_.head_dim));
+  }
+
+  static void check_format(kernels::RowFormat f, std::size_t dim, const char* what) {
+    if (!kernels::is_quantized(f.dtype)) {
+      if (f.group != 0) fail("kvc::KVCache", "{} format {} takes no group size (got {})", what, kernels::dtype_name(f.dtype), f.group);
+      return;
+    }
+    if (f.group == 0 || f.group % 8 != 0)
+      fail("kvc::KVCache", "{} group size {} must be a positive multiple of 8", what, f.group);
+    if (dim % f.group != 0)
+      fail("kvc::KVCache", "{} group size {} does not divide the stored {} dim {}", what, f.group, what, dim);
+  }
+
+  void allocate_budgets() {
+    if constexpr (has_selection) {
+      budgets_.assign(shape_.head_count(), options_.budget);
+      if constexpr (has_budget) {
+        budget_policy().allocate(BudgetContext{shape_, options_.budget, options_.capacity}, budgets_);
+        std::size_t total = 0;
+        for (std::size_t i = 0; i < budgets_.size(); ++i) {
+          const std::size_t b = budgets_[i];
+          if (b == 0 || (options_.capacity > 0 && b > options_.capacity))
+            fail("kvc::KVCache", "budget policy gave layer {} KV head {} a budget of {} (must be in [1, {}])",
+                 i / shape_.kv_heads, i % shape_.kv_heads, b,
+                 options_.capacity > 0 ? options_.capacity : std::numeric_limits<std::size_t>::max());
+          total += b;
+        }
+        if (total > options_.budget * shape_.head_count())
+          fail("kvc::KVCache", "budget policy handed out {} tokens, more than budget * heads = {}", total,
+               options_.budget * shape_.head_count());
+      }
+    }
+  }
+
+  void make_stores() {
+    const RowGeometry geometry{kernels::row_bytes(key_format_, key_dim_), kernels::row_bytes(value_format_, value_dim_)};
+    if constexpr (std::is_same_v<L, PagedLayout>) {
+      if (layout_.block_tokens == 0) fail("kvc::PagedLayout", "block_tokens must be > 0");
+      const std::size_t block_bytes = layout_.block_tokens * (geometry.key_bytes + geometry.value_bytes);
+      if (!layout_.pool)
+        layout_.pool = std::make_shared<BlockPool>(block_bytes);
+      else if (layout_.pool->block_bytes() != block_bytes)
+        fail("kvc::PagedLayout", "shared pool has {}-byte blocks but this cache needs {} ({} tokens x {} bytes)",
+             layout_.pool->block_bytes(), block_bytes, layout_.block_tokens, geometry.key_bytes + geometry.value_bytes);
+    }
+    stores_.reserve(shape_.head_count());
+    positions_.resize(shape_.head_count());
+    std::size_t most_rows = 0;
+    for (std::size_t i = 0; i < shape_.head_count(); ++i) {
+      stores_.emplace_back(geometry, layout_);
+      const std::size_t rows = initial_rows(i);
+      stores_.back().reserve(rows);
+      positions_[i].reserve(rows);
+      most_rows = std::max(most_rows, rows);
+    }
+    ensure_workspace(std::max<std::size_t>(most_rows, 1));
+    keep_.resize(budgets_.empty() ? 0 : *std::max_element(budgets_.begin(), budgets_.end()));
+  }
+
+  // Rows to reserve for a head: its steady state when bounded, the capacity hint otherwise.
+  [[nodiscard]] std::size_t initial_rows(std::size_t head) const noexcept {
+    if (budgets_.empty()) return options_.capacity;
+    const std::size_t steady = budgets_[head] + options_.compress_slack + 1;
+    return options_.capacity > 0 ? std::min(steady, options_.capacity + 1) : steady;
+  }
+
+  void setup_policies() {
+    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_};
+    std::apply([&](auto&... p) { (setup_policy(p, setup), ...); }, policies_);
+  }
+
+  template <class P>
+  static void setup_policy(P& p, const PolicySetup& setup) {
+    if constexpr (Configurable<P>) p.setup(setup);
+  }
+  template <class P>
+  static void reset_policy(P& p) noexcept {
+    if constexpr (Resettable<P>) p.reset();
+  }
+  template <class P>
+  static std::size_t policy_memory(const P& p) noexcept {
+    if constexpr (ReportsMemory<P>) return p.memory_bytes();
+    return 0;
+  }
+
+  // ---- per-head work -----------------------------------------------------------------------
+
+  [[nodiscard]] std::size_t index(std::size_t layer, std::size_t kv_head) const noexcept {
+    return shape_.head_index(layer, kv_head);
+  }
+
+  void write_token(std::size_t layer, std::size_t h, std::int32_t position, const float* k, const float* v) noexcept {
+    const std::size_t i = index(layer, h);
+    auto& s = stores_[i];
+    auto& pos = positions_[i];
+    KVC_CONTRACT(pos.empty() || position > pos.back(), "positions of a head must increase");
+    const std::size_t n = s.size();
+    s.resize(n + 1);
+    pos.push_back(position);
+    ensure_workspace(n + 1);
+    if constexpr (has_lowrank) {
+      float* key_rank = rows_.data();
+      float* value_rank = rows_.data() + kMaxStoredDim;
+      lowrank().project_key(layer, h, k, key_rank);
+      lowrank().project_value(layer, h, v, value_rank);
+      k = key_rank;
+      v = value_rank;
+    }
+    table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(n), 0);
+    table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(n), 0);
+  }
+
+  void attend_head(std::size_t layer, std::size_t h, std::span<const float> queries, std::span<float> out,
+                   std::size_t n_queries) noexcept {
+    const std::size_t group = shape_.group_size();
+    const std::size_t hd = shape_.head_dim;
+    const std::size_t stride = shape_.query_heads * hd;
+    const auto& s = stores_[index(layer, h)];
+    const std::size_t n = s.size();
+    const std::size_t n_segments = s.segments(segments_.data());
+
+    kernels::AttendArgs args;
+    args.n_q = group;
+    args.k_dim = key_dim_;
+    args.v_dim = value_dim_;
+    args.k_format = key_format_;
+    args.v_format = value_format_;
+    args.k_stride = kernels::row_bytes(key_format_, key_dim_);
+    args.v_stride = kernels::row_bytes(value_format_, value_dim_);
+    args.segments = segments_.data();
+    args.n_segments = n_segments;
+    args.scale = scale_;
+    args.m = max_.data();
+    args.l = sum_.data();
+    args.acc = acc_.data();
+    if constexpr (observes_attention) {
+      args.logits = logits_.data();
+      args.logits_stride = logits_stride_;
+    }
+
+    for (std::size_t j = 0; j < n_queries; ++j) {
+      const float* q = queries.data() + j * stride + h * group * hd;
+      float* o = out.data() + j * stride + h * group * hd;
+      if constexpr (has_lowrank) {
+        for (std::size_t g = 0; g < group; ++g) lowrank().project_key(layer, h, q + g * hd, queries_.data() + g * key_dim_);
+        args.q = queries_.data();
+      } else {
+        args.q = q;
+      }
+      args.rows = n - n_queries + j + 1;
+      std::fill_n(max_.data(), group, -std::numeric_limits<float>::infinity());
+      std::fill_n(sum_.data(), group, 0.0f);
+      std::fill_n(acc_.data(), group * value_dim_, 0.0f);
+      table_->attend(args);
+      for (std::size_t g = 0; g < group; ++g) {
+        const float inv = 1.0f / sum_[g];
+        float* acc = acc_.data() + g * value_dim_;
+        for (std::size_t d = 0; d < value_dim_; ++d) acc[d] *= inv;
+        if constexpr (has_lowrank)
+          lowrank().restore_value(layer, h, acc, o + g * hd);
+        else
+          std::copy_n(acc, hd, o + g * hd);
+      }
+      if constexpr (observes_attention) selection().observe(layer, h, combined_weights(args.rows));
+    }
+  }
+
+  // Softmax weights of the group's query heads over `rows` tokens, combined per Options::gqa_reduce.
+  std::span<const float> combined_weights(std::size_t rows) noexcept {
+    const std::size_t group = shape_.group_size();
+    float* w = weights_.data();
+    for (std::size_t g = 0; g < group; ++g) {
+      const float* logits = logits_.data() + g * logits_stride_;
+      const float m = max_[g];
+      const float inv = 1.0f / sum_[g];
+      for (std::size_t r = 0; r < rows; ++r) {
+        const float p = std::exp(logits[r] - m) * inv;
+        if (g == 0)
+          w[r] = p;
+        else if (options_.gqa_reduce == GqaReduce::max)
+          w[r] = std::max(w[r], p);
+        else
+          w[r] += p;
+      }
+    }
+    if (options_.gqa_reduce == GqaReduce::mean && group > 1) {
+      const float inv_group = 1.0f / static_cast<float>(group);
+      for (std::size_t r = 0; r < rows; ++r) w[r] *= inv_group;
+    }
+    return {w, rows};
+  }
+
+  void compress_head(std::size_t layer, std::size_t h) noexcept {
+    const std::size_t i = index(layer, h);
+    auto& s = stores_[i];
+    auto& pos = positions_[i];
+    const std::size_t n = pos.size();
+    const std::size_t b = budgets_[i];
+    const std::span<std::uint32_t> keep(keep_.data(), b);
+    const std::size_t kept = selection().select(SelectionContext{layer, h, pos, b}, keep);
+    KVC_CONTRACT(kept <= b, "selection policy kept more tokens than the budget");
+    for (std::size_t j = 0; j < kept; ++j)
+      KVC_CONTRACT(keep[j] < n && (j == 0 || keep[j] > keep[j - 1]),
+                   "selection policy returned indices that are not ascending and in range");
+    const std::span<const std::uint32_t> kept_span(keep.data(), kept);
+    if constexpr (has_merging) {
+      std::size_t e = 0;
+      for (std::size_t t = 0, j = 0; t < n; ++t) {
+        if (j < kept && keep[j] == t)
+          ++j;
+        else
+          evicted_[e++] = static_cast<std::uint32_t>(t);
+      }
+      HeadView head = view(layer, h);
+      merging().merge(head, kept_span, std::span<const std::uint32_t>(evicted_.data(), e));
+    }
+    std::apply([&](auto&... p) { (notify_compact(p, layer, h, kept_span), ...); }, policies_);
+    const std::size_t key_bytes = kernels::row_bytes(key_format_, key_dim_);
+    const std::size_t value_bytes = kernels::row_bytes(value_format_, value_dim_);
+    for (std::size_t j = 0; j < kept; ++j) {
+      if (keep[j] == j) continue;
+      std::memcpy(s.key(j), s.key(keep[j]), key_bytes);
+      std::memcpy(s.value(j), s.value(keep[j]), value_bytes);
+      pos[j] = pos[keep[j]];
+    }
+    s.resize(kept);
+    pos.resize(kept);
+    // Give memory back once; a head at its steady state keeps its reservation and never reallocates.
+    const std::size_t steady = b + options_.compress_slack + 1;
+    s.fit(steady);
+    if (pos.capacity() > 2 * steady) {
+      std::vector<std::int32_t> smaller;
+      smaller.reserve(steady);
+      smaller.assign(pos.begin(), pos.end());
+      pos.swap(smaller);
+    }
+  }
+
+  template <class P>
+  static void notify_compact(P& p, std::size_t layer, std::size_t h, std::span<const std::uint32_t> kept) noexcept {
+    if constexpr (CompactionAware<P>) p.on_compact(layer, h, kept);
+  }
+
+  void calibrate_from(std::size_t layer, std::span<const float> keys, std::span<const float> values, std::size_t n)
+    requires has_lowrank
+  {
+    const std::size_t row = shape_.kv_heads * shape_.head_dim;
+    std::vector<float> k(n * shape_.head_dim), v(n * shape_.head_dim);
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      if (lowrank().ready(layer, h)) continue;
+      for (std::size_t t = 0; t < n; ++t) {
+        std::copy_n(keys.data() + t * row + h * shape_.head_dim, shape_.head_dim, k.data() + t * shape_.head_dim);
+        std::copy_n(values.data() + t * row + h * shape_.head_dim, shape_.head_dim, v.data() + t * shape_.head_dim);
+      }
+      lowrank().calibrate(layer, h, k, v, n);
+    }
+  }
+
+  // Scratch for `rows` tokens per head; grows only past the largest head seen (warm-up).
+  void ensure_workspace(std::size_t rows) {
+    if (rows <= workspace_rows_) return;
+    const std::size_t grown = std::max(rows, workspace_rows_ + workspace_rows_ / 2);
+    const std::size_t group = shape_.group_size();
+    queries_.resize(group * kMaxStoredDim);
+    acc_.resize(group * kMaxStoredDim);
+    max_.resize(group);
+    sum_.resize(group);
+    rows_.resize(2 * kMaxStoredDim);
+    if constexpr (observes_attention) {
+      logits_stride_ = grown;
+      logits_.resize(group * grown);
+      weights_.resize(grown);
+    }
+    if constexpr (has_merging) evicted_.resize(grown);
+    std::size_t most_segments = 0;
+    for (const auto& s : stores_) most_segments = std::max(most_segments, s.max_segments(grown));
+    segments_.resize(std::max<std::size_t>(most_segments, 1));
+    workspace_rows_ = grown;
+  }
+
+  static bool all_finite(std::span<const float> x) noexcept {
+    bool ok = true;
+    for (float f : x) ok &= std::isfinite(f);
+    return ok;
+  }
+  static void check_finite(const char* where, const char* what, std::span<const float> x) {
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (!std::isfinite(x[i])) fail(where, "{}[{}] is not finite ({})", what, i, x[i]);
+  }
+
+  static std::byte* key_address(void* s, std::size_t row) noexcept { return static_cast<store_type*>(s)->key(row); }
+  static std::byte* value_address(void* s, std::size_t row) noexcept {
+    return static_cast<store_type*>(s)->value(row);
+  }
+
+  template <class Family>
+  auto& family_policy() noexcept {
+    return std::get<detail::family_index<Family, Policy...>()>(policies_);
+  }
+  auto& selection() noexcept { return family_policy<family::selection>(); }
+  auto& merging() noexcept { return family_policy<family::merging>(); }
+  auto& quantization() noexcept { return family_policy<family::quantization>(); }
+  auto& lowrank() noexcept { return family_policy<family::lowrank>(); }
+  auto& budget_policy() noexcept { return family_policy<family::budget>(); }
+
+  static constexpr std::size_t kMaxStoredDim = 1024;
+
+  Shape shape_;
+  Options options_;
+  typename L::config layout_;
+  std::tuple<Policy...> policies_;
+  const kernels::Table* table_ = nullptr;
+  kernels::RowFormat key_format_{};
+  kernels::RowFormat value_format_{};
+  std::size_t key_dim_ = 0;
+  std::size_t value_dim_ = 0;
+  float scale_ = 1.0f;
+  std::vector<std::size_t> budgets_;
+  std::vector<store_type> stores_;
+  std::vector<std::vector<std::int32_t>> positions_;
+
+  // Workspace, sized for the largest head so far.
+  std::size_t workspace_rows_ = 0;
+  std::size_t logits_stride_ = 0;
+  std::vector<float> queries_, acc_, max_, sum_, logits_, weights_, rows_;
+  std::vector<std::uint32_t> keep_, evicted_;
+  std::vector<kernels::Segment> segments_;
+};
+
+}  // namespace kvc

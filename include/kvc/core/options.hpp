@@ -1,0 +1,32 @@
+#pragma once
+#include "kvc/kernels/format.hpp"
+
+#include <cstddef>
+
+namespace kvc {
+
+// How the attention weights of the query heads sharing one KV head are combined before a
+// policy sees them. The choice changes which tokens survive: `max` keeps a token any one query
+// head needs, `mean` and `sum` (same ranking, different scale) favour tokens the group agrees on.
+enum class GqaReduce { mean, sum, max };
+
+struct Options {
+  // Element type of rows no quantization policy encodes: f32, f16 or bf16.
+  kernels::Dtype dtype = kernels::Dtype::f32;
+  // Average tokens kept per (layer, KV head); the budget policy distributes the total.
+  // 0 means unbounded: nothing is evicted (and no selection policy may be given).
+  std::size_t budget = 0;
+  // Tokens per head reserved up front, so that append and attend never allocate below it.
+  // 0 reserves nothing and grows on demand. A budget may not exceed a non-zero capacity.
+  std::size_t capacity = 0;
+  // A head compresses when it holds more than budget + compress_slack tokens: 0 evicts every
+  // step as the papers do; a larger slack amortizes selection over several steps.
+  std::size_t compress_slack = 0;
+  // Compress a layer's over-budget heads at the end of attend(); otherwise only compress() does.
+  bool auto_compress = true;
+  GqaReduce gqa_reduce = GqaReduce::mean;
+  // Logit scale; 0 means 1/sqrt(head_dim) (also under low rank, where stored rows are shorter).
+  float scale = 0.0f;
+};
+
+}  // namespace kvc
