@@ -67,14 +67,24 @@ class KVCache {
   using layout_type = L;
   using store_type = typename L::store;
 
-  explicit KVCache(Shape shape, Options options = {}, Policy... policies)
+  // Policies not passed are default-constructed (their papers' defaults).
+  explicit KVCache(Shape shape, Options options = {})
+    requires(std::default_initializable<Policy> && ...)
+      : KVCache(shape, options, typename L::config{}, Policy{}...) {}
+  KVCache(Shape shape, Options options, Policy... policies)
+    requires(sizeof...(Policy) > 0)
       : KVCache(shape, options, typename L::config{}, std::move(policies)...) {}
+  KVCache(Shape shape, Options options, typename L::config layout)
+    requires(sizeof...(Policy) > 0 && (std::default_initializable<Policy> && ...))
+      : KVCache(shape, options, std::move(layout), Policy{}...) {}
 
   KVCache(Shape shape, Options options, typename L::config layout, Policy... policies)
       : shape_(shape), options_(options), layout_(std::move(layout)), policies_(std::move(policies)...) {
     shape_.validate();
     validate_options();
-    table_ = &kernels::active();
+    if (options_.isa && !kernels::isa_supported(*options_.isa))
+      fail("kvc::Options", "isa {} is not supported by this CPU", kernels::isa_name(*options_.isa));
+    table_ = options_.isa ? &kernels::table(*options_.isa) : &kernels::active();
     choose_dims_and_formats();
     allocate_budgets();
     make_stores();

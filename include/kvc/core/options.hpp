@@ -1,7 +1,8 @@
 #pragma once
-#include "kvc/kernels/format.hpp"
+#include "kvc/kernels/table.hpp"
 
 #include <cstddef>
+#include <optional>
 
 namespace kvc {
 
@@ -27,6 +28,9 @@ struct Options {
   GqaReduce gqa_reduce = GqaReduce::mean;
   // Logit scale; 0 means 1/sqrt(head_dim) (also under low rank, where stored rows are shorter).
   float scale = 0.0f;
+  // Kernels of this ISA instead of the process-wide choice (kernels::active()); for tests and
+  // benchmarks that compare instruction sets in one process. Must be supported by the CPU.
+  std::optional<kernels::Isa> isa = std::nullopt;
 };
 
 }  // namespace kvc

@@ -1,0 +1,97 @@
+// Compile-time tests of the policy concepts: building this file is the test.
+#include "kvc/kvc.hpp"
+
+namespace kvc::static_tests {
+namespace {
+
+struct GoodSelect {
+  using family = kvc::family::selection;
+  std::size_t select(const SelectionContext&, std::span<std::uint32_t>) { return 0; }
+};
+struct SelectWithoutFamily {
+  std::size_t select(const SelectionContext&, std::span<std::uint32_t>) { return 0; }
+};
+struct SelectMissingSelect {
+  using family = kvc::family::selection;
+};
+struct SelectWrongReturn {
+  using family = kvc::family::selection;
+  void select(const SelectionContext&, std::span<std::uint32_t>) {}
+};
+struct Observer : GoodSelect {
+  void observe(std::size_t, std::size_t, std::span<const float>) noexcept {}
+};
+
+struct GoodBudget {
+  using family = kvc::family::budget;
+  void allocate(const BudgetContext&, std::span<std::size_t>) const {}
+};
+struct BudgetMissingAllocate {
+  using family = kvc::family::budget;
+};
+
+struct GoodMerge {
+  using family = kvc::family::merging;
+  void merge(HeadView&, std::span<const std::uint32_t>, std::span<const std::uint32_t>) {}
+};
+struct MergeWrongSignature {
+  using family = kvc::family::merging;
+  void merge(HeadView&) {}
+};
+
+struct GoodQuant {
+  using family = kvc::family::quantization;
+  kernels::RowFormat key_format() const { return {}; }
+  kernels::RowFormat value_format() const { return {}; }
+};
+struct QuantMissingValue {
+  using family = kvc::family::quantization;
+  kernels::RowFormat key_format() const { return {}; }
+};
+
+struct GoodLowRank {
+  using family = kvc::family::lowrank;
+  std::size_t rank_keys(const Shape&) const { return 1; }
+  std::size_t rank_values(const Shape&) const { return 1; }
+  bool ready(std::size_t, std::size_t) const { return true; }
+  void calibrate(std::size_t, std::size_t, std::span<const float>, std::span<const float>, std::size_t) {}
+  void project_key(std::size_t, std::size_t, const float*, float*) const {}
+  void project_value(std::size_t, std::size_t, const float*, float*) const {}
+  void restore_value(std::size_t, std::size_t, const float*, float*) const {}
+};
+struct LowRankMissingRestore {
+  using family = kvc::family::lowrank;
+  std::size_t rank_keys(const Shape&) const { return 1; }
+  std::size_t rank_values(const Shape&) const { return 1; }
+  bool ready(std::size_t, std::size_t) const { return true; }
+  void calibrate(std::size_t, std::size_t, std::span<const float>, std::span<const float>, std::size_t) {}
+  void project_key(std::size_t, std::size_t, const float*, float*) const {}
+  void project_value(std::size_t, std::size_t, const float*, float*) const {}
+};
+
+static_assert(SelectionPolicy<GoodSelect>);
+static_assert(!SelectionPolicy<SelectWithoutFamily>, "a policy must name its family");
+static_assert(!SelectionPolicy<SelectMissingSelect>, "a selection policy needs select()");
+static_assert(!SelectionPolicy<SelectWrongReturn>, "select() returns the number of kept tokens");
+static_assert(!SelectionPolicy<GoodBudget>, "a budget policy is not a selection policy");
+static_assert(AttentionObserver<Observer> && !AttentionObserver<GoodSelect>);
+static_assert(BudgetPolicy<GoodBudget> && !BudgetPolicy<BudgetMissingAllocate>);
+static_assert(MergingPolicy<GoodMerge> && !MergingPolicy<MergeWrongSignature>);
+static_assert(QuantizationPolicy<GoodQuant> && !QuantizationPolicy<QuantMissingValue>);
+static_assert(LowRankPolicy<GoodLowRank> && !LowRankPolicy<LowRankMissingRestore>);
+static_assert(Layout<ContiguousLayout> && Layout<PagedLayout>);
+static_assert(!Layout<GoodSelect>);
+
+// Family bookkeeping: policies are found by family whatever their order.
+static_assert(detail::at_most_one_per_family<GoodSelect, GoodBudget, GoodMerge, GoodQuant, GoodLowRank>());
+static_assert(!detail::at_most_one_per_family<GoodSelect, Observer>());
+static_assert(std::is_same_v<detail::family_policy_t<family::budget, GoodQuant, GoodBudget, GoodSelect>, GoodBudget>);
+static_assert(std::is_void_v<detail::family_policy_t<family::merging, GoodQuant, GoodSelect>>);
+
+using Everything = KVCache<PagedLayout, GoodQuant, GoodLowRank, GoodMerge, GoodBudget, Observer>;
+static_assert(Everything::has_budget && Everything::has_selection && Everything::has_merging &&
+              Everything::has_quantization && Everything::has_lowrank && Everything::observes_attention);
+static_assert(!KVCache<>::has_selection && !KVCache<>::observes_attention);
+
+}  // namespace
+}  // namespace kvc::static_tests
