@@ -17,10 +17,9 @@ ContractHandler set_contract_handler(ContractHandler handler) noexcept {
   return g_handler.exchange(handler ? handler : &print_to_stderr);
 }
 
-void contract_violation(const char* condition, const char* message, std::source_location where) noexcept {
+void contract_violation(const char* condition, const char* message, const char* file, unsigned line) noexcept {
   char text[1024];
-  std::snprintf(text, sizeof text, "kvcompress contract violation at %s:%u in %s: %s (%s)\n", where.file_name(),
-                static_cast<unsigned>(where.line()), where.function_name(), message, condition);
+  std::snprintf(text, sizeof text, "kvcompress contract violation at %s:%u: %s (%s)\n", file, line, message, condition);
   g_handler.load()(text);
   std::abort();
 }

@@ -6,7 +6,6 @@
 //    silently continues on a wrong shape would corrupt the cache.
 #include <fmt/format.h>
 
-#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,13 +28,14 @@ template <class... Args>
 using ContractHandler = void (*)(const char* message) noexcept;
 ContractHandler set_contract_handler(ContractHandler handler) noexcept;
 
-[[noreturn]] void contract_violation(const char* condition, const char* message,
-                                     std::source_location where) noexcept;
+// file/line rather than std::source_location: clang 14 with libstdc++ 12 lacks the latter.
+[[noreturn]] void contract_violation(const char* condition, const char* message, const char* file,
+                                     unsigned line) noexcept;
 
 }  // namespace kvc
 
 #define KVC_CONTRACT(condition, message)                                                   \
   do {                                                                                     \
     if (!(condition)) [[unlikely]]                                                         \
-      ::kvc::contract_violation(#condition, message, std::source_location::current());    \
+      ::kvc::contract_violation(#condition, message, __FILE__, __LINE__);                 \
   } while (false)
