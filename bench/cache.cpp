@@ -1,0 +1,113 @@
+// The container's own cost around the kernels: append (encode + bookkeeping) and a full decode
+// step (append + attend over every layer) for each layout and storage type, and the cost of a
+// compression pass. Shape: 32 query heads sharing 8 KV heads, head_dim 128.
+#include "kvc/kvc.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+namespace {
+
+const kvc::Shape kShape{4, 32, 8, 128};
+
+std::vector<float> random_rows(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+struct KeepRecent {
+  using family = kvc::family::selection;
+  std::size_t select(const kvc::SelectionContext& c, std::span<std::uint32_t> keep) const {
+    const std::size_t n = c.positions.size();
+    for (std::size_t j = 0; j < c.budget; ++j) keep[j] = static_cast<std::uint32_t>(n - c.budget + j);
+    return c.budget;
+  }
+};
+
+template <class Layout>
+void BM_Append(benchmark::State& state) {
+  const auto dtype = static_cast<kvc::kernels::Dtype>(state.range(0));
+  const std::size_t tokens = 4096;
+  kvc::KVCache<Layout> cache(kShape, {.dtype = dtype, .capacity = tokens});
+  const auto row = random_rows(kShape.kv_heads * kShape.head_dim, 1);
+  std::int32_t position = 0;
+  for (auto _ : state) {
+    if (static_cast<std::size_t>(position) == tokens) {
+      state.PauseTiming();
+      cache.clear();
+      position = 0;
+      state.ResumeTiming();
+    }
+    for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.append(layer, position, row, row);
+    ++position;
+  }
+  state.SetLabel(kvc::kernels::dtype_name(dtype));
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK_TEMPLATE(BM_Append, kvc::ContiguousLayout)->Arg(0)->Arg(1)->Arg(2);
+BENCHMARK_TEMPLATE(BM_Append, kvc::PagedLayout)->Arg(0)->Arg(1)->Arg(2);
+
+// One decode step of a 4-layer model: append the new token, attend, per layer.
+template <class Layout>
+void BM_DecodeStep(benchmark::State& state) {
+  const auto dtype = static_cast<kvc::kernels::Dtype>(state.range(0));
+  const auto context = static_cast<std::size_t>(state.range(1));
+  kvc::KVCache<Layout> cache(kShape, {.dtype = dtype, .capacity = context + context / 16});
+  const std::size_t row = kShape.kv_heads * kShape.head_dim;
+  const auto keys = random_rows(context * row, 2), values = random_rows(context * row, 3);
+  for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
+  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 4);
+  std::vector<float> out(q.size());
+  auto position = static_cast<std::int32_t>(context);
+  for (auto _ : state) {
+    for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
+      cache.append(layer, position, std::span(keys).first(row), std::span(values).first(row));
+      cache.attend(layer, q, out);
+    }
+    benchmark::DoNotOptimize(out.data());
+    // Nothing is evicted, so start again from the prompt before the context drifts by > 6%.
+    if (++position == static_cast<std::int32_t>(context + context / 16)) {
+      state.PauseTiming();
+      cache.clear();
+      for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
+      position = static_cast<std::int32_t>(context);
+      state.ResumeTiming();
+    }
+  }
+  const double bytes = static_cast<double>(cache.memory_bytes());
+  state.SetLabel(kvc::kernels::dtype_name(dtype));
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["cache_GB/s"] = benchmark::Counter(bytes * static_cast<double>(state.iterations()) / 1e9,
+                                                    benchmark::Counter::kIsRate);
+  state.counters["bytes/token"] = bytes / static_cast<double>(cache.tokens()) * static_cast<double>(kShape.head_count());
+}
+BENCHMARK_TEMPLATE(BM_DecodeStep, kvc::ContiguousLayout)->ArgsProduct({{0, 1}, {1024, 4096}})->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeStep, kvc::PagedLayout)->ArgsProduct({{0, 1}, {1024, 4096}})->Unit(benchmark::kMicrosecond);
+
+// Evicting every head of every layer from 2 * budget down to the budget: selection, row moves,
+// and giving memory back.
+template <class Layout>
+void BM_CompressPass(benchmark::State& state) {
+  const auto budget = static_cast<std::size_t>(state.range(0));
+  kvc::KVCache<Layout, KeepRecent> cache(kShape, {.budget = budget, .auto_compress = false});
+  const std::size_t row = kShape.kv_heads * kShape.head_dim;
+  const auto keys = random_rows(2 * budget * row, 5), values = random_rows(2 * budget * row, 6);
+  for (auto _ : state) {
+    state.PauseTiming();
+    cache.clear();
+    for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
+    state.ResumeTiming();
+    cache.compress();
+  }
+  state.counters["evicted_tokens/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * budget * kShape.head_count()), benchmark::Counter::kIsRate);
+}
+BENCHMARK_TEMPLATE(BM_CompressPass, kvc::ContiguousLayout)->Arg(256)->Arg(2048)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_CompressPass, kvc::PagedLayout)->Arg(256)->Arg(2048)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
