@@ -31,4 +31,11 @@ concept ReportsMemory = requires(const P& p) {
   { p.memory_bytes() } -> std::convertible_to<std::size_t>;
 };
 
+// Optional capability: report scratch the policy keeps per cache, not per token (counted in the
+// cache's workspace_bytes()).
+template <class P>
+concept ReportsWorkspace = requires(const P& p) {
+  { p.workspace_bytes() } -> std::convertible_to<std::size_t>;
+};
+
 }  // namespace kvc

@@ -12,7 +12,12 @@ struct PolicySetup {
   std::span<const std::size_t> budgets{};  // [layer * kv_heads + kv_head]; empty when unbounded
   std::size_t key_dim = 0;                 // stored row dims (the rank under low rank)
   std::size_t value_dim = 0;
+  std::size_t compress_slack = 0;          // a head holds up to budget + compress_slack + 1 tokens
 };
+
+// Order of calls when a cache is built: the quantization and low-rank getters (key_format,
+// rank_keys, ...) and the budget policy's allocate() first, then setup() of every policy.
+// Getters must therefore validate their own parameters.
 
 // Optional capability: called once when the cache is built (and may throw kvc::Error if the
 // policy's parameters do not fit the cache, e.g. more sinks than a head's budget).

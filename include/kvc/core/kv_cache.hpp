@@ -208,7 +208,9 @@ class KVCache {
     return bytes;
   }
   [[nodiscard]] std::size_t workspace_bytes() const noexcept {
-    return (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
+    std::size_t policies = 0;
+    std::apply([&](const auto&... p) { ((policies += policy_workspace(p)), ...); }, policies_);
+    return policies + (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
             weights_.capacity() + rows_.capacity()) * sizeof(float) +
            (keep_.capacity() + evicted_.capacity()) * sizeof(std::uint32_t) +
            segments_.capacity() * sizeof(kernels::Segment);
@@ -347,7 +349,7 @@ class KVCache {
   }
 
   void setup_policies() {
-    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_};
+    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_, options_.compress_slack};
     std::apply([&](auto&... p) { (setup_policy(p, setup), ...); }, policies_);
   }
 
@@ -358,6 +360,11 @@ class KVCache {
   template <class P>
   static void reset_policy(P& p) noexcept {
     if constexpr (Resettable<P>) p.reset();
+  }
+  template <class P>
+  static std::size_t policy_workspace(const P& p) noexcept {
+    if constexpr (ReportsWorkspace<P>) return p.workspace_bytes();
+    return 0;
   }
   template <class P>
   static std::size_t policy_memory(const P& p) noexcept {

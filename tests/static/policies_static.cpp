@@ -1,0 +1,62 @@
+// Compile-time checks of the library's policies: each satisfies its family's concept and the
+// optional capabilities it relies on, and they compose in one cache. Building this is the test.
+#include "kvc/budget/pyramid_kv.hpp"
+#include "kvc/budget/uniform.hpp"
+#include "kvc/kvc.hpp"
+#include "kvc/lowrank/svd.hpp"
+#include "kvc/merge/d2o.hpp"
+#include "kvc/quant/per_token.hpp"
+#include "kvc/select/h2o.hpp"
+#include "kvc/select/streaming_llm.hpp"
+
+#include <type_traits>
+
+namespace kvc::static_tests {
+namespace {
+
+static_assert(SelectionPolicy<select::StreamingLLM>);
+static_assert(Configurable<select::StreamingLLM>, "StreamingLLM checks sinks against the budgets in setup()");
+static_assert(!AttentionObserver<select::StreamingLLM>, "StreamingLLM needs no attention: it must cost nothing");
+
+static_assert(SelectionPolicy<select::H2O>);
+static_assert(AttentionObserver<select::H2O> && CompactionAware<select::H2O> && Resettable<select::H2O> &&
+              Configurable<select::H2O> && ReportsMemory<select::H2O>);
+static_assert(noexcept(std::declval<select::H2O&>().observe(0, 0, std::span<const float>{})),
+              "observe() runs inside attend(): it must be noexcept");
+static_assert(noexcept(std::declval<select::H2O&>().on_compact(0, 0, std::span<const std::uint32_t>{})));
+
+static_assert(BudgetPolicy<budget::Uniform> && BudgetPolicy<budget::PyramidKV>);
+static_assert(!SelectionPolicy<budget::PyramidKV>, "a budget policy is not a selection policy");
+
+static_assert(MergingPolicy<merge::D2O>);
+static_assert(Configurable<merge::D2O> && Resettable<merge::D2O> && ReportsMemory<merge::D2O>);
+static_assert(noexcept(std::declval<merge::D2O&>().merge(std::declval<HeadView&>(), std::span<const std::uint32_t>{},
+                                                         std::span<const std::uint32_t>{})),
+              "merge() runs inside auto-compression: it must be noexcept");
+
+static_assert(QuantizationPolicy<quant::PerToken>);
+
+static_assert(LowRankPolicy<lowrank::SVD>);
+static_assert(Configurable<lowrank::SVD> && ReportsMemory<lowrank::SVD> && !Resettable<lowrank::SVD>,
+              "SVD projections are model properties: clear() keeps them");
+static_assert(noexcept(std::declval<const lowrank::SVD&>().project_key(0, 0, nullptr, nullptr)));
+static_assert(noexcept(std::declval<const lowrank::SVD&>().restore_value(0, 0, nullptr, nullptr)));
+
+// Parameters are aggregates' designated initializers, as in the docs.
+constexpr select::StreamingLLM kSinks{.sinks = 4};
+static_assert(kSinks.sinks == 4);
+inline const select::H2O kH2O{.recent_fraction = 0.5};
+inline const budget::PyramidKV kPyramid{.beta = 20, .window = 8};
+inline const quant::PerToken kInt4{.bits = 4, .group = 32, .value_bits = 8};
+inline const lowrank::SVD kSvd{.rank = 16};
+inline const merge::D2O kD2O{.ema = 0.5f};
+
+// Every family at once, in any order, in both layouts.
+using Everything = KVCache<PagedLayout, quant::PerToken, lowrank::SVD, merge::D2O, budget::PyramidKV, select::H2O>;
+static_assert(Everything::has_budget && Everything::has_selection && Everything::has_merging &&
+              Everything::has_quantization && Everything::has_lowrank && Everything::observes_attention);
+using Streaming = KVCache<ContiguousLayout, budget::Uniform, select::StreamingLLM, quant::PerToken>;
+static_assert(Streaming::has_selection && !Streaming::observes_attention);
+
+}  // namespace
+}  // namespace kvc::static_tests
