@@ -1,12 +1,40 @@
 #include "kvc/core/error.hpp"
 #include "kvc/kernels/table.hpp"
 
+#include <array>
 #include <cstdlib>
 #include <string_view>
 
 namespace kvc::kernels {
 
 const Table& scalar_table() noexcept;
+const Table& avx2_table() noexcept;
+const Table& avx512_table() noexcept;
+
+namespace detail {
+bool cpu_supports(Isa isa) noexcept;
+}
+
+namespace {
+
+constexpr std::array<Isa, 3> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512};
+
+struct SupportedIsas {
+  std::array<Isa, 3> list{};
+  std::size_t size = 0;
+};
+
+const SupportedIsas& supported() noexcept {
+  static const SupportedIsas s = [] {
+    SupportedIsas r;
+    for (Isa isa : kAllIsas)
+      if (detail::cpu_supports(isa)) r.list[r.size++] = isa;
+    return r;
+  }();
+  return s;
+}
+
+}  // namespace
 
 const char* isa_name(Isa isa) noexcept {
   switch (isa) {
@@ -17,25 +45,38 @@ const char* isa_name(Isa isa) noexcept {
   return "?";
 }
 
-bool isa_supported(Isa isa) noexcept { return isa == Isa::scalar; }
+bool isa_supported(Isa isa) noexcept { return detail::cpu_supports(isa); }
+
+std::span<const Isa> supported_isas() noexcept {
+  const SupportedIsas& s = supported();
+  return {s.list.data(), s.size};
+}
 
 const Table& table(Isa isa) noexcept {
   KVC_CONTRACT(isa_supported(isa), "kernel table requested for an ISA this CPU does not support");
+  switch (isa) {
+    case Isa::avx2: return avx2_table();
+    case Isa::avx512: return avx512_table();
+    case Isa::scalar: break;
+  }
   return scalar_table();
 }
 
+Isa resolve_isa(const char* forced) {
+  if (forced == nullptr || *forced == '\0') return supported_isas().back();
+  for (Isa isa : kAllIsas) {
+    if (std::string_view(forced) != isa_name(isa)) continue;
+    if (!isa_supported(isa)) fail("KVC_ISA", "'{}' is not supported by this CPU or OS", forced);
+    return isa;
+  }
+  fail("KVC_ISA", "'{}' is not one of scalar, avx2, avx512", forced);
+}
+
 const Table& active() {
-  static const Table& chosen = [&]() -> const Table& {
-    const char* forced = std::getenv("KVC_ISA");
-    if (forced == nullptr || *forced == '\0') return scalar_table();
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
-      if (std::string_view(forced) != isa_name(isa)) continue;
-      if (!isa_supported(isa)) fail("KVC_ISA", "'{}' is not supported by this CPU", forced);
-      return table(isa);
-    }
-    fail("KVC_ISA", "'{}' is not one of scalar, avx2, avx512", forced);
-  }();
+  static const Table& chosen = table(resolve_isa(std::getenv("KVC_ISA")));
   return chosen;
 }
+
+const char* active_isa_name() { return isa_name(active().isa); }
 
 }  // namespace kvc::kernels

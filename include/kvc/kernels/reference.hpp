@@ -161,4 +161,42 @@ inline void attend(const AttendArgs& a) noexcept {
   }
 }
 
+// Per-channel (KIVI-style) quantization of a block of `tokens` rows: channel c's values over the
+// block's tokens form one group, with group_params' rounding, in token order (so the first of
+// several equal extremes, e.g. -0.0 vs 0.0, is the one kept). Layout: table.hpp,
+// channel_block_bytes. Preconditions: dtype quantized, 1 <= tokens <= kMaxDim.
+inline void encode_channels(Dtype dtype, std::size_t dim, std::size_t tokens, const float* src, std::size_t src_stride,
+                            std::byte* dst) noexcept {
+  const unsigned bits = bits_of(dtype);
+  const std::size_t row_code_bytes = code_bytes(RowFormat{dtype, 0}, dim);
+  std::byte* params = dst + tokens * row_code_bytes;
+  std::array<float, kMaxDim> column{};
+  for (std::size_t c = 0; c < dim; ++c) {
+    for (std::size_t t = 0; t < tokens; ++t) column[t] = src[t * src_stride + c];
+    const GroupParams p = group_params(column.data(), tokens, bits);
+    std::memcpy(params + c * kGroupParamBytes, &p.scale, 2);
+    std::memcpy(params + c * kGroupParamBytes + 2, &p.min, 2);
+    const float scale = half::f16_to_f32(p.scale);
+    const float min = half::f16_to_f32(p.min);
+    const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    for (std::size_t t = 0; t < tokens; ++t)
+      put_code(dst + t * row_code_bytes, c, quantize_value(column[t], min, inv, bits), bits);
+  }
+}
+
+inline void decode_channels(Dtype dtype, std::size_t dim, std::size_t tokens, const std::byte* src, float* dst,
+                            std::size_t dst_stride) noexcept {
+  const unsigned bits = bits_of(dtype);
+  const std::size_t row_code_bytes = code_bytes(RowFormat{dtype, 0}, dim);
+  const std::byte* params = src + tokens * row_code_bytes;
+  for (std::size_t c = 0; c < dim; ++c) {
+    std::uint16_t s, m;
+    std::memcpy(&s, params + c * kGroupParamBytes, 2);
+    std::memcpy(&m, params + c * kGroupParamBytes + 2, 2);
+    for (std::size_t t = 0; t < tokens; ++t)
+      dst[t * dst_stride + c] =
+          std::fma(static_cast<float>(get_code(src + t * row_code_bytes, c, bits)), half::f16_to_f32(s), half::f16_to_f32(m));
+  }
+}
+
 }  // namespace kvc::kernels::ref

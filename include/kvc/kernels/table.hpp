@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 namespace kvc::kernels {
 
@@ -43,6 +44,14 @@ struct AttendArgs {
   std::size_t logits_stride = 0;
 };
 
+// Bytes of a per-channel block (KIVI-style keys): `tokens` rows of codes, each packed like the
+// codes of a row of `format` (q8/q4/q2), then one {f16 scale, f16 min} pair per channel:
+//   [codes of token 0 | ... | codes of token tokens-1][scale,min of channel 0 | ... channel dim-1]
+// The quantization group of a channel is the block's `tokens` values; RowFormat::group is unused.
+static constexpr std::size_t channel_block_bytes(Dtype dtype, std::size_t dim, std::size_t tokens) noexcept {
+  return tokens * code_bytes(RowFormat{dtype, 0}, dim) + dim * kGroupParamBytes;
+}
+
 struct Table {
   Isa isa;
   // Encode n rows of `dim` floats (src rows src_stride floats apart) into `format`.
@@ -52,12 +61,26 @@ struct Table {
   void (*decode_rows)(RowFormat format, std::size_t dim, const std::byte* src, std::size_t src_stride,
                       std::size_t n, float* dst, std::size_t dst_stride) noexcept;
   void (*attend)(const AttendArgs& args) noexcept;
+  // Per-channel quantization of `tokens` rows of `dim` floats (src rows src_stride floats apart)
+  // into one block of channel_block_bytes(dtype, dim, tokens) bytes; dtype is q8, q4 or q2,
+  // dim a multiple of 8, tokens >= 1. Codes and params are bitwise those of ref::encode_channels.
+  void (*encode_channels)(Dtype dtype, std::size_t dim, std::size_t tokens, const float* src,
+                          std::size_t src_stride, std::byte* dst) noexcept;
+  void (*decode_channels)(Dtype dtype, std::size_t dim, std::size_t tokens, const std::byte* src,
+                          float* dst, std::size_t dst_stride) noexcept;
 };
 
 const char* isa_name(Isa isa) noexcept;
 
 // Whether this CPU and OS can run `isa`'s kernels.
 bool isa_supported(Isa isa) noexcept;
+
+// Every ISA this CPU and OS can run, scalar first, best last.
+std::span<const Isa> supported_isas() noexcept;
+
+// The ISA that active() chooses for a value of KVC_ISA (nullptr or "" = the best supported one).
+// Throws kvc::Error if `forced` names an unknown or unsupported ISA.
+Isa resolve_isa(const char* forced);
 
 // The table of one ISA; contract: isa_supported(isa).
 const Table& table(Isa isa) noexcept;
@@ -66,5 +89,8 @@ const Table& table(Isa isa) noexcept;
 // environment variable KVC_ISA (scalar, avx2, avx512). Throws kvc::Error on the first call if
 // KVC_ISA names an unknown or unsupported ISA.
 const Table& active();
+
+// isa_name(active().isa): which kernels this process runs, for logs and benchmark contexts.
+const char* active_isa_name();
 
 }  // namespace kvc::kernels

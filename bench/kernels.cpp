@@ -1,0 +1,243 @@
+// Kernel benchmarks on one core: quantize throughput, fused decode attention per storage format
+// and ISA (warm: one layer's cache over and over; cold: a cycle of layers totalling > 512 MiB, so
+// every read comes from DRAM), and a STREAM-like read bandwidth that is the floor they are
+// compared with (docs/performance.md). ISAs are registered for each one this CPU supports.
+//
+//   kvc_bench_kernels                                   # everything, a few minutes
+//   kvc_bench_kernels --benchmark_filter='attend/.*/4096/cold'
+#include "kvc/kernels/format.hpp"
+#include "kvc/kernels/table.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using kvc::kernels::AttendArgs;
+using kvc::kernels::Dtype;
+using kvc::kernels::Isa;
+using kvc::kernels::RowFormat;
+using kvc::kernels::Segment;
+
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+constexpr double kMinTime = 0.2;
+
+// Page-aligned, zeroed, first-touched buffer (the benchmark measures memory, not page faults).
+struct Buffer {
+  std::unique_ptr<std::byte, decltype(&std::free)> data{nullptr, &std::free};
+  std::size_t size = 0;
+  explicit Buffer(std::size_t bytes) : size(bytes) {
+    const std::size_t rounded = (bytes + 4095) / 4096 * 4096;
+    data.reset(static_cast<std::byte*>(std::aligned_alloc(4096, rounded)));
+    std::memset(data.get(), 0, rounded);
+  }
+  template <class T>
+  T* as() const {
+    return reinterpret_cast<T*>(data.get());
+  }
+};
+
+// Deterministic, cheap pseudo-gaussian values (sum of uniforms), fast enough for 256 MiB.
+void fill_random(float* x, std::size_t n, std::uint64_t seed) {
+  std::uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    const auto a = static_cast<float>(s & 0xFFFF), b = static_cast<float>((s >> 16) & 0xFFFF),
+               c = static_cast<float>((s >> 32) & 0xFFFF);
+    x[i] = (a + b + c) * (1.0f / 65536.0f) - 1.5f;
+  }
+}
+
+std::string format_name(RowFormat f) {
+  std::string s = kvc::kernels::dtype_name(f.dtype);
+  if (kvc::kernels::is_quantized(f.dtype)) s.append("g").append(std::to_string(f.group));
+  return s;
+}
+
+// ---- read bandwidth ----
+
+// Sum of 64-bit words with independent accumulators: the loads are the only limit.
+void BM_ReadBandwidth(benchmark::State& state) {
+  const std::size_t bytes = static_cast<std::size_t>(state.range(0)) * kMiB;
+  const Buffer buf(bytes);
+  const auto* p = buf.as<const std::uint64_t>();
+  const std::size_t n = bytes / 8;
+  for (auto _ : state) {
+    std::uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    for (std::size_t i = 0; i < n; i += 8) {
+      a0 += p[i], a1 += p[i + 1], a2 += p[i + 2], a3 += p[i + 3];
+      a4 += p[i + 4], a5 += p[i + 5], a6 += p[i + 6], a7 += p[i + 7];
+    }
+    benchmark::DoNotOptimize(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7);
+  }
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---- quantize ----
+
+constexpr std::size_t kQuantizeDim = 128;
+constexpr std::size_t kQuantizeBytes = 256 * kMiB;
+
+const Buffer& quantize_input() {
+  static const Buffer input = [] {
+    Buffer b(kQuantizeBytes);
+    fill_random(b.as<float>(), kQuantizeBytes / 4, 1);
+    return b;
+  }();
+  return input;
+}
+
+void BM_Quantize(benchmark::State& state, Isa isa, RowFormat f) {
+  const auto& t = kvc::kernels::table(isa);
+  const Buffer& input = quantize_input();
+  const std::size_t rows = kQuantizeBytes / 4 / kQuantizeDim;
+  const std::size_t rb = kvc::kernels::row_bytes(f, kQuantizeDim);
+  const Buffer out(rows * rb);
+  for (auto _ : state) {
+    t.encode_rows(f, kQuantizeDim, input.as<const float>(), kQuantizeDim, rows, out.as<std::byte>(), rb);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(kQuantizeBytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_QuantizeChannels(benchmark::State& state, Isa isa, Dtype d, std::size_t tokens) {
+  const auto& t = kvc::kernels::table(isa);
+  const Buffer& input = quantize_input();
+  const std::size_t blocks = kQuantizeBytes / 4 / kQuantizeDim / tokens;
+  const std::size_t bb = kvc::kernels::channel_block_bytes(d, kQuantizeDim, tokens);
+  const Buffer out(blocks * bb);
+  for (auto _ : state) {
+    for (std::size_t b = 0; b < blocks; ++b)
+      t.encode_channels(d, kQuantizeDim, tokens, input.as<const float>() + b * tokens * kQuantizeDim, kQuantizeDim,
+                        out.as<std::byte>() + b * bb);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(kQuantizeBytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---- decode attention: head_dim 128, 32 query heads sharing 8 KV heads ----
+
+constexpr std::size_t kHeadDim = 128, kQueryHeads = 32, kKvHeads = 8;
+constexpr std::size_t kColdBytes = 512 * kMiB;
+
+void BM_Attend(benchmark::State& state, Isa isa, RowFormat f, std::size_t tokens, bool cold) {
+  const auto& t = kvc::kernels::table(isa);
+  const std::size_t rb = kvc::kernels::row_bytes(f, kHeadDim);
+  const std::size_t head_bytes = tokens * rb;                  // K (or V) rows of one KV head
+  const std::size_t layer_bytes = 2 * kKvHeads * head_bytes;  // what one layer's attention reads
+  const std::size_t layers = cold ? kColdBytes / layer_bytes + 1 : 1;
+  const Buffer cache(layers * layer_bytes);
+  {  // encode one head's rows once, copy them everywhere (every page is written)
+    std::vector<float> rows(tokens * kHeadDim);
+    fill_random(rows.data(), rows.size(), 2);
+    t.encode_rows(f, kHeadDim, rows.data(), kHeadDim, tokens, cache.as<std::byte>(), rb);
+    for (std::size_t off = head_bytes; off < cache.size; off += head_bytes)
+      std::memcpy(cache.as<std::byte>() + off, cache.as<std::byte>(), head_bytes);
+  }
+  std::vector<float> q(kQueryHeads * kHeadDim);
+  fill_random(q.data(), q.size(), 3);
+  std::vector<float> m(kQueryHeads), l(kQueryHeads), acc(kQueryHeads * kHeadDim);
+  const std::size_t group = kQueryHeads / kKvHeads;
+
+  std::size_t layer = 0;
+  for (auto _ : state) {
+    std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+    std::fill(l.begin(), l.end(), 0.0f);
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    const std::byte* base = cache.as<std::byte>() + layer * layer_bytes;
+    for (std::size_t h = 0; h < kKvHeads; ++h) {
+      const Segment seg{base + 2 * h * head_bytes, base + (2 * h + 1) * head_bytes, tokens};
+      AttendArgs a;
+      a.q = q.data() + h * group * kHeadDim;
+      a.n_q = group;
+      a.k_dim = a.v_dim = kHeadDim;
+      a.k_format = a.v_format = f;
+      a.k_stride = a.v_stride = rb;
+      a.segments = &seg;
+      a.n_segments = 1;
+      a.rows = tokens;
+      a.scale = 0.0883883f;
+      a.m = m.data() + h * group;
+      a.l = l.data() + h * group;
+      a.acc = acc.data() + h * group * kHeadDim;
+      t.attend(a);
+    }
+    benchmark::DoNotOptimize(acc.data());
+    layer = layer + 1 == layers ? 0 : layer + 1;
+  }
+  const auto it = benchmark::Counter::kIsIterationInvariantRate;
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(layer_bytes) * 1e-9, it);
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens), it);
+  state.counters["layer_MiB"] = static_cast<double>(layer_bytes) / static_cast<double>(kMiB);
+}
+
+void register_all() {
+  benchmark::RegisterBenchmark("read_bandwidth/1024MiB", BM_ReadBandwidth)->Arg(1024)->MinTime(kMinTime)->Unit(benchmark::kMillisecond);
+
+  const std::vector<RowFormat> quantized{{Dtype::q8, 32}, {Dtype::q8, 64}, {Dtype::q8, 128}, {Dtype::q4, 32},
+                                         {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}, {Dtype::q2, 64},
+                                         {Dtype::q2, 128}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
+  for (Isa isa : kvc::kernels::supported_isas()) {
+    const std::string in = kvc::kernels::isa_name(isa);
+    for (RowFormat f : quantized) {
+      if (isa == Isa::scalar && f.group != 0 && f.group != 32) continue;  // the reference is slow
+      benchmark::RegisterBenchmark(("quantize/" + in + "/" + format_name(f)).c_str(), BM_Quantize, isa, f)
+          ->MinTime(kMinTime)
+          ->Unit(benchmark::kMillisecond);
+    }
+    if (isa != Isa::scalar)
+      for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+        benchmark::RegisterBenchmark(("quantize_channels/" + in + "/" + kvc::kernels::dtype_name(d) + "/T128").c_str(),
+                                     BM_QuantizeChannels, isa, d, std::size_t{128})
+            ->MinTime(kMinTime)
+            ->Unit(benchmark::kMillisecond);
+  }
+
+  const std::vector<RowFormat> formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0},
+                                       {Dtype::q8, 32}, {Dtype::q4, 32}, {Dtype::q2, 32}};
+  for (Isa isa : kvc::kernels::supported_isas())
+    for (RowFormat f : formats)
+      for (std::size_t tokens : {1024, 4096, 16384, 65536})
+        for (bool cold : {false, true}) {
+          if (isa == Isa::scalar && (tokens != 4096 || cold)) continue;  // one reference point
+          const std::string name = "attend/" + std::string(kvc::kernels::isa_name(isa)) + "/" + format_name(f) + "/" +
+                                   std::to_string(tokens) + (cold ? "/cold" : "/warm");
+          benchmark::RegisterBenchmark(name.c_str(), BM_Attend, isa, f, tokens, cold)
+              ->MinTime(kMinTime)
+              ->Unit(benchmark::kMillisecond);
+        }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::string isas;
+  for (Isa isa : kvc::kernels::supported_isas()) isas += std::string(isas.empty() ? "" : ",") + kvc::kernels::isa_name(isa);
+  try {
+    benchmark::AddCustomContext("kvc_active_isa", kvc::kernels::active_isa_name());
+  } catch (const std::exception& e) {  // an unusable KVC_ISA: say so instead of terminating
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  benchmark::AddCustomContext("kvc_supported_isas", isas);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,63 @@
+// CPUID + XGETBV: an instruction set is usable only if the CPU has it and the OS saves its
+// register state on context switches (a kernel or hypervisor may disable AVX-512 state).
+#include "kvc/kernels/table.hpp"
+
+#include <cpuid.h>
+
+#include <cstdint>
+
+namespace kvc::kernels::detail {
+namespace {
+
+struct Regs {
+  std::uint32_t a = 0, b = 0, c = 0, d = 0;
+};
+
+Regs cpuid(std::uint32_t leaf, std::uint32_t subleaf) noexcept {
+  Regs r;
+  if (__get_cpuid_count(leaf, subleaf, &r.a, &r.b, &r.c, &r.d) == 0) return {};
+  return r;
+}
+
+// The intrinsic would need -mxsave on this translation unit; the instruction does not.
+std::uint64_t xgetbv0() noexcept {
+  std::uint32_t lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (static_cast<std::uint64_t>(hi) << 32) | lo;
+}
+
+constexpr bool bit(std::uint32_t r, unsigned i) noexcept { return ((r >> i) & 1u) != 0; }
+
+struct Features {
+  bool avx2 = false;
+  bool avx512 = false;
+};
+
+Features detect() noexcept {
+  Features f;
+  const Regs l1 = cpuid(1, 0);
+  const bool osxsave = bit(l1.c, 27);
+  if (!osxsave || !bit(l1.c, 28) || !bit(l1.c, 12) || !bit(l1.c, 29)) return f;  // AVX, FMA, F16C
+  const std::uint64_t xcr0 = xgetbv0();
+  const bool ymm_state = (xcr0 & 0x6u) == 0x6u;             // SSE and AVX state
+  const bool zmm_state = ymm_state && (xcr0 & 0xE0u) == 0xE0u;  // opmask, ZMM0-15 upper, ZMM16-31
+  const Regs l7 = cpuid(7, 0);
+  f.avx2 = ymm_state && bit(l7.b, 5);
+  // F, DQ, BW, VL: the AVX-512 kernels use nothing else (VNNI and BF16 are not needed).
+  f.avx512 = f.avx2 && zmm_state && bit(l7.b, 16) && bit(l7.b, 17) && bit(l7.b, 30) && bit(l7.b, 31);
+  return f;
+}
+
+}  // namespace
+
+bool cpu_supports(Isa isa) noexcept {
+  static const Features features = detect();
+  switch (isa) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return features.avx2;
+    case Isa::avx512: return features.avx512;
+  }
+  return false;
+}
+
+}  // namespace kvc::kernels::detail

@@ -1,0 +1,60 @@
+// The AVX-512 (F/BW/VL/DQ) kernel table. 16-lane kernels, with the 8-lane ones (compiled here
+// with AVX-512 flags, internal linkage) for quantized rows whose group is 8 mod 16.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics self-initialize their undefined vectors (__Y = __Y), which its
+// -W(maybe-)uninitialized reports at every inlined use: a known false positive of the headers.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kvc/kernels/format.hpp"
+#include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak
+
+namespace kvc::kernels {
+namespace {
+
+#include "../simd/ops_avx2-inl.hpp"
+#include "../simd/ops_avx512-inl.hpp"
+#include "../simd/codec-inl.hpp"
+#include "../simd/attend-inl.hpp"
+
+void encode_rows_avx512(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
+                        std::byte* dst, std::size_t dst_stride) noexcept {
+  if (is_quantized(f.dtype) && f.group % 16 != 0)
+    encode_rows<Ops256>(f, dim, src, src_stride, n, dst, dst_stride);
+  else
+    encode_rows<Ops512>(f, dim, src, src_stride, n, dst, dst_stride);
+}
+
+void decode_rows_avx512(RowFormat f, std::size_t dim, const std::byte* src, std::size_t src_stride, std::size_t n,
+                        float* dst, std::size_t dst_stride) noexcept {
+  decode_rows<Ops512>(f, dim, src, src_stride, n, dst, dst_stride);
+}
+
+void attend_avx512(const AttendArgs& a) noexcept { attend<Ops512>(a); }
+
+void encode_channels_avx512(Dtype dtype, std::size_t dim, std::size_t tokens, const float* src,
+                            std::size_t src_stride, std::byte* dst) noexcept {
+  if (dim % 16 != 0) return encode_channels<Ops256>(dtype, dim, tokens, src, src_stride, dst);
+  encode_channels<Ops512>(dtype, dim, tokens, src, src_stride, dst);
+}
+
+void decode_channels_avx512(Dtype dtype, std::size_t dim, std::size_t tokens, const std::byte* src, float* dst,
+                            std::size_t dst_stride) noexcept {
+  if (dim % 16 != 0) return decode_channels<Ops256>(dtype, dim, tokens, src, dst, dst_stride);
+  decode_channels<Ops512>(dtype, dim, tokens, src, dst, dst_stride);
+}
+
+}  // namespace
+
+const Table& avx512_table() noexcept {
+  static constexpr Table table{Isa::avx512,  &encode_rows_avx512,     &decode_rows_avx512,
+                               &attend_avx512, &encode_channels_avx512, &decode_channels_avx512};
+  return table;
+}
+
+}  // namespace kvc::kernels

@@ -1,0 +1,329 @@
+// Fused decode attention over encoded rows, written once against an Ops type and compiled by
+// each per-ISA translation unit inside its own anonymous namespace. Equal to ref::attend within
+// the tolerances stated in tests/kernels/attend_test.cpp (not bitwise: other summation order,
+// one softmax rescale per block of rows).
+// Needs codec-inl.hpp (and what it needs) to be included first.
+
+inline constexpr std::size_t kAttendBlock = 32;  // rows per online-softmax block
+inline constexpr std::size_t kHeadTile = 4;      // query heads sharing one decoded K chunk
+
+// Decodes chunks of one stored row with the format fixed at compile time (the hot loops).
+template <class O, kvc::kernels::Dtype D>
+struct Reader {
+  using F = typename O::F;
+  static constexpr bool quantized = kvc::kernels::is_quantized(D);
+  static constexpr unsigned bits = kvc::kernels::bits_of(D);
+
+  static const std::byte* params(const std::byte* row, std::size_t dim) noexcept { return row + dim * bits / 8; }
+  // Elements [d, d + n) with their own parameters (any group that is a multiple of 8).
+  static F chunk(const std::byte* row, std::size_t dim, std::size_t group, std::size_t d, std::size_t n) noexcept {
+    using kvc::kernels::Dtype;
+    if constexpr (D == Dtype::f32) {
+      return O::load_n(reinterpret_cast<const float*>(row) + d, n);
+    } else if constexpr (D == Dtype::f16) {
+      return O::load_f16(row + 2 * d, n);
+    } else if constexpr (D == Dtype::bf16) {
+      return O::load_bf16(row + 2 * d, n);
+    } else {
+      F s, m;
+      O::load_params(params(row, dim), d / group, n > 8 ? (d + 8) / group : d / group, s, m);
+      return O::fmadd(O::load_codes(row, d, bits, n), s, m);
+    }
+  }
+  // A full chunk of a quantized row whose parameters s, m the caller holds.
+  static F codes(const std::byte* row, std::size_t d, F s, F m) noexcept {
+    return O::fmadd(O::load_codes(row, d, bits, O::W), s, m);
+  }
+};
+
+struct Block {
+  const std::byte* k[kAttendBlock];
+  const std::byte* v[kAttendBlock];
+  std::size_t n = 0;
+  std::size_t first_row = 0;  // index of k[0] among the attended rows (for the logits output)
+};
+
+// Logits of NH query heads for R rows: the q chunk of every head stays in registers while the
+// R rows' K chunks stream past it, so each K chunk is decoded once and every load feeds NH FMAs.
+// Quantized keys whose group is a multiple of the vector hold their (scale, min) per group.
+template <class O, kvc::kernels::Dtype KD, std::size_t NH, std::size_t R>
+inline void logits_rows(const kvc::kernels::AttendArgs& a, const float* q, const std::byte* const* rows,
+                        float (*logits)[kAttendBlock], std::size_t r0) noexcept {
+  using F = typename O::F;
+  using Rd = Reader<O, KD>;
+  constexpr std::size_t W = O::W;
+  const std::size_t dim = a.k_dim, group = a.k_format.group;
+  F acc[R][NH];
+  for (std::size_t r = 0; r < R; ++r)
+    for (std::size_t h = 0; h < NH; ++h) acc[r][h] = O::zero();
+  if (Rd::quantized && group % W == 0) {
+    for (std::size_t g = 0; g * group < dim; ++g) {
+      F s[R], m[R];
+      for (std::size_t r = 0; r < R; ++r) O::load_params(Rd::params(rows[r], dim), g, g, s[r], m[r]);
+      for (std::size_t d = g * group; d < (g + 1) * group; d += W) {
+        F qv[NH];
+        for (std::size_t h = 0; h < NH; ++h) qv[h] = O::load(q + h * dim + d);
+        for (std::size_t r = 0; r < R; ++r) {
+          const F k = Rd::codes(rows[r], d, s[r], m[r]);
+          for (std::size_t h = 0; h < NH; ++h) acc[r][h] = O::fmadd(qv[h], k, acc[r][h]);
+        }
+      }
+    }
+  } else {
+    // Full chunks with a compile-time width (no masks, accumulators stay in registers), then
+    // the masked tail.
+    const auto step = [&](std::size_t d, std::size_t n) __attribute__((always_inline)) {
+      F qv[NH];
+      for (std::size_t h = 0; h < NH; ++h) qv[h] = O::load_n(q + h * dim + d, n);
+      for (std::size_t r = 0; r < R; ++r) {
+        const F k = Rd::chunk(rows[r], dim, group, d, n);
+        for (std::size_t h = 0; h < NH; ++h) acc[r][h] = O::fmadd(qv[h], k, acc[r][h]);
+      }
+    };
+    std::size_t d = 0;
+    for (; d + W <= dim; d += W) step(d, W);
+    if (d < dim) step(d, dim - d);
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    if constexpr (NH == 4) {
+      alignas(16) float sum[4];
+      _mm_store_ps(sum, O::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+      for (std::size_t h = 0; h < 4; ++h) logits[h][r0 + r] = a.scale * sum[h];
+    } else {
+      for (std::size_t h = 0; h < NH; ++h) logits[h][r0 + r] = a.scale * O::hsum(acc[r][h]);
+    }
+  }
+}
+
+template <class O, kvc::kernels::Dtype KD, std::size_t NH>
+inline void block_logits(const kvc::kernels::AttendArgs& a, std::size_t h0, const Block& b,
+                         float (*logits)[kAttendBlock]) noexcept {
+  constexpr std::size_t R = O::W == 16 ? 4 : 2;  // R*NH accumulators + NH q chunks fit the registers
+  const float* q = a.q + h0 * a.k_dim;
+  std::size_t r = 0;
+  for (; r + R <= b.n; r += R) logits_rows<O, KD, NH, R>(a, q, b.k + r, logits, r);
+  for (; r < b.n; ++r) logits_rows<O, KD, NH, 1>(a, q, b.k + r, logits, r);
+}
+
+// acc[h][d..) = alpha[h] * acc[h][d..) + sum_r p[h][r] * v_r[d..) over DT vectors of d, decoding
+// each V chunk once for the NH heads, straight from the stored rows.
+// Full: every lane of the DT vectors is inside v_dim (no masks); otherwise DT is 1 and the
+// vector is the masked tail.
+template <class O, kvc::kernels::Dtype VD, std::size_t NH, std::size_t DT, bool Full>
+inline void value_tile(const kvc::kernels::AttendArgs& a, float* const* acc, const float* alpha,
+                       const float (*p)[kAttendBlock], const Block& b, std::size_t d) noexcept {
+  using F = typename O::F;
+  using Rd = Reader<O, VD>;
+  constexpr std::size_t W = O::W;
+  const std::size_t dim = a.v_dim, group = a.v_format.group;
+  const std::size_t n = Full ? W : dim - d;
+  F t[NH][DT];
+  for (std::size_t h = 0; h < NH; ++h)
+    for (std::size_t j = 0; j < DT; ++j) t[h][j] = O::mul(O::set1(alpha[h]), O::load_n(acc[h] + d + j * W, n));
+  // Chunks that start a new quantization group reload (scale, min); the others reuse them.
+  const bool hoist = Rd::quantized && Full && group % W == 0;
+  unsigned reload = 0;
+  if (hoist)
+    for (std::size_t j = 0; j < DT; ++j)
+      if (j == 0 || (d + j * W) % group == 0) reload |= 1u << j;
+  for (std::size_t r = 0; r < b.n; ++r) {
+    const std::byte* row = b.v[r];
+    F v[DT];
+    if (hoist) {
+      F s = O::zero(), m = O::zero();
+      for (std::size_t j = 0; j < DT; ++j) {
+        if ((reload >> j) & 1u) O::load_params(Rd::params(row, dim), (d + j * W) / group, (d + j * W) / group, s, m);
+        v[j] = Rd::codes(row, d + j * W, s, m);
+      }
+    } else {
+      for (std::size_t j = 0; j < DT; ++j) v[j] = Rd::chunk(row, dim, group, d + j * W, n);
+    }
+    for (std::size_t h = 0; h < NH; ++h) {
+      const F w = O::set1(p[h][r]);
+      for (std::size_t j = 0; j < DT; ++j) t[h][j] = O::fmadd(w, v[j], t[h][j]);
+    }
+  }
+  for (std::size_t h = 0; h < NH; ++h)
+    for (std::size_t j = 0; j < DT; ++j) O::store_n(acc[h] + d + j * W, t[h][j], n);
+}
+
+// The format-specific stages, chosen once per call: K logits of a head tile, and weights . V.
+// (Function pointers keep the instantiations at formats x head counts, not formats^2 x ...)
+using LogitsFn = void (*)(const kvc::kernels::AttendArgs&, std::size_t h0, const Block&,
+                          float (*logits)[kAttendBlock]) noexcept;
+using ValuesFn = void (*)(const kvc::kernels::AttendArgs&, float* const* acc, const float* alpha,
+                          const float (*p)[kAttendBlock], const Block&) noexcept;
+
+inline constexpr std::size_t kMaxValueGroups = 16;
+
+// Quantized V without decoding: sum_r p_r (s_r c_r + m_r) = sum_r (p_r s_r) c_r + sum_r p_r m_r.
+// Per block, w[g][h][r] = p[h][r] * scale[r][g] and the min terms are formed once; the inner loop
+// is then codes -> float and one FMA (with a broadcast weight from memory) per head, as cheap as
+// f16 values. Needs group % W == 0 and at most kMaxValueGroups groups.
+template <class O, kvc::kernels::Dtype VD, std::size_t NH, std::size_t DT>
+inline void quantized_value_tile(const kvc::kernels::AttendArgs& a, float* const* acc, const float* alpha,
+                                 const float* w, const float (*min_term)[NH], const Block& b, std::size_t d) noexcept {
+  using F = typename O::F;
+  constexpr std::size_t W = O::W;
+  constexpr unsigned bits = kvc::kernels::bits_of(VD);
+  const std::size_t group = a.v_format.group;
+  F t[NH][DT];
+  const float* wj[DT];
+  for (std::size_t j = 0; j < DT; ++j) wj[j] = w + (d + j * W) / group * NH * kAttendBlock;
+  for (std::size_t h = 0; h < NH; ++h)
+    for (std::size_t j = 0; j < DT; ++j)
+      t[h][j] = O::fmadd(O::set1(alpha[h]), O::load(acc[h] + d + j * W), O::set1(min_term[(d + j * W) / group][h]));
+  for (std::size_t r = 0; r < b.n; ++r) {
+    F c[DT];
+    for (std::size_t j = 0; j < DT; ++j) c[j] = O::load_codes(b.v[r], d + j * W, bits, W);
+    for (std::size_t h = 0; h < NH; ++h)
+      for (std::size_t j = 0; j < DT; ++j) t[h][j] = O::fmadd(O::set1(wj[j][h * kAttendBlock + r]), c[j], t[h][j]);
+  }
+  for (std::size_t h = 0; h < NH; ++h)
+    for (std::size_t j = 0; j < DT; ++j) O::store(acc[h] + d + j * W, t[h][j]);
+}
+
+template <class O, kvc::kernels::Dtype VD, std::size_t NH>
+inline void block_values(const kvc::kernels::AttendArgs& a, float* const* acc, const float* alpha,
+                         const float (*p)[kAttendBlock], const Block& b) noexcept {
+  constexpr std::size_t W = O::W;
+  constexpr std::size_t DT = W == 16 ? 4 : 2;  // NH*DT accumulators + DT values fit the registers
+  const std::size_t group = a.v_format.group;
+  if constexpr (kvc::kernels::is_quantized(VD)) {
+    if (group % W == 0 && a.v_dim / group <= kMaxValueGroups) {
+      const std::size_t groups = a.v_dim / group;
+      alignas(64) float w[kMaxValueGroups][NH][kAttendBlock];
+      alignas(64) float scale[kAttendBlock], min[kAttendBlock];
+      float min_term[kMaxValueGroups][NH];
+      const std::size_t params = a.v_dim * kvc::kernels::bits_of(VD) / 8;
+      for (std::size_t g = 0; g < groups; ++g) {
+        for (std::size_t r = 0; r < kAttendBlock; ++r) {
+          std::uint32_t sm = 0;
+          if (r < b.n) __builtin_memcpy(&sm, b.v[r] + params + 4 * g, 4);
+          const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(sm)));
+          scale[r] = _mm_cvtss_f32(v);
+          min[r] = _mm_cvtss_f32(_mm_movehdup_ps(v));
+        }
+        for (std::size_t h = 0; h < NH; ++h) {
+          typename O::F mt = O::zero();
+          for (std::size_t r = 0; r < kAttendBlock; r += W) {
+            const typename O::F pr = O::load(p[h] + r);
+            O::store(w[g][h] + r, O::mul(pr, O::load(scale + r)));
+            mt = O::fmadd(pr, O::load(min + r), mt);
+          }
+          min_term[g][h] = O::hsum(mt);
+        }
+      }
+      std::size_t d = 0;
+      for (; d + DT * W <= a.v_dim; d += DT * W)
+        quantized_value_tile<O, VD, NH, DT>(a, acc, alpha, &w[0][0][0], min_term, b, d);
+      for (; d < a.v_dim; d += W) quantized_value_tile<O, VD, NH, 1>(a, acc, alpha, &w[0][0][0], min_term, b, d);
+      return;
+    }
+  }
+  std::size_t d = 0;
+  for (; d + DT * W <= a.v_dim; d += DT * W) value_tile<O, VD, NH, DT, true>(a, acc, alpha, p, b, d);
+  for (; d + W <= a.v_dim; d += W) value_tile<O, VD, NH, 1, true>(a, acc, alpha, p, b, d);
+  if (d < a.v_dim) value_tile<O, VD, NH, 1, false>(a, acc, alpha, p, b, d);
+}
+
+template <class O>
+inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std::size_t nh, const Block& b,
+                         LogitsFn logits_fn, ValuesFn values_fn) noexcept {
+  constexpr std::size_t W = O::W;
+  alignas(64) float logits[kHeadTile][kAttendBlock];
+  alignas(64) float p[kHeadTile][kAttendBlock];
+  logits_fn(a, h0, b, logits);
+
+  float alpha[kHeadTile];
+  float* acc[kHeadTile];
+  for (std::size_t h = 0; h < nh; ++h) {
+    const std::size_t head = h0 + h;
+    if (a.logits != nullptr)
+      for (std::size_t r = 0; r < b.n; ++r) a.logits[head * a.logits_stride + b.first_row + r] = logits[h][r];
+    for (std::size_t r = b.n; r < kAttendBlock; ++r) logits[h][r] = -__builtin_inff();
+    typename O::F mx = O::load(logits[h]);
+    for (std::size_t r = W; r < kAttendBlock; r += W) mx = O::max(mx, O::load(logits[h] + r));
+    const float m_old = a.m[head];
+    const float block_max = O::hmax(mx);
+    const float m_new = m_old > block_max ? m_old : block_max;
+    const typename O::F vm = O::set1(m_new);
+    typename O::F sum = O::zero();
+    for (std::size_t r = 0; r < kAttendBlock; r += W) {
+      const typename O::F e = O::exp(O::sub(O::load(logits[h] + r), vm));
+      O::store(p[h] + r, e);
+      sum = O::add(sum, e);
+    }
+    alpha[h] = O::first(O::exp(O::sub(O::set1(m_old), vm)));  // 0 while m_old is -inf
+    a.l[head] = a.l[head] * alpha[h] + O::hsum(sum);
+    a.m[head] = m_new;
+    acc[h] = a.acc + head * a.v_dim;
+  }
+  values_fn(a, acc, alpha, p, b);
+}
+
+template <class O, kvc::kernels::Dtype D>
+inline void stages_for(std::size_t nh, LogitsFn& lf, ValuesFn& vf) noexcept {
+  switch (nh) {
+    case 1: lf = &block_logits<O, D, 1>, vf = &block_values<O, D, 1>; return;
+    case 2: lf = &block_logits<O, D, 2>, vf = &block_values<O, D, 2>; return;
+    case 3: lf = &block_logits<O, D, 3>, vf = &block_values<O, D, 3>; return;
+    default: lf = &block_logits<O, D, 4>, vf = &block_values<O, D, 4>; return;
+  }
+}
+
+template <class O>
+inline void stages(kvc::kernels::Dtype kd, kvc::kernels::Dtype vd, std::size_t nh, LogitsFn& lf, ValuesFn& vf) noexcept {
+  using kvc::kernels::Dtype;
+  LogitsFn unused_l;
+  ValuesFn unused_v;
+  const auto pick = [nh](Dtype d, LogitsFn& l, ValuesFn& v) {
+    switch (d) {
+      case Dtype::f32: return stages_for<O, Dtype::f32>(nh, l, v);
+      case Dtype::f16: return stages_for<O, Dtype::f16>(nh, l, v);
+      case Dtype::bf16: return stages_for<O, Dtype::bf16>(nh, l, v);
+      case Dtype::q8: return stages_for<O, Dtype::q8>(nh, l, v);
+      case Dtype::q4: return stages_for<O, Dtype::q4>(nh, l, v);
+      case Dtype::q2: return stages_for<O, Dtype::q2>(nh, l, v);
+    }
+  };
+  pick(kd, lf, unused_v);
+  pick(vd, unused_l, vf);
+}
+
+// Blocks of kAttendBlock rows gathered across segments; per block and head tile: logits, one
+// online-softmax rescale, weights . V. No copy of the cache, no allocation.
+// Preconditions: quantized dims are multiples of 8 (format.hpp).
+template <class O>
+inline void attend(const kvc::kernels::AttendArgs& a) noexcept {
+  if (a.n_q == 0) return;
+  LogitsFn full_l = nullptr, last_l = nullptr;
+  ValuesFn full_v = nullptr, last_v = nullptr;
+  const std::size_t last_nh = (a.n_q - 1) % kHeadTile + 1;
+  stages<O>(a.k_format.dtype, a.v_format.dtype, kHeadTile, full_l, full_v);
+  stages<O>(a.k_format.dtype, a.v_format.dtype, last_nh, last_l, last_v);
+  Block b;
+  std::size_t row = 0, s = 0, r = 0;
+  while (row < a.rows) {
+    b.n = 0;
+    b.first_row = row;
+    while (b.n < kAttendBlock && row < a.rows) {
+      while (s < a.n_segments && r == a.segments[s].rows) {
+        ++s;
+        r = 0;
+      }
+      if (s == a.n_segments) break;
+      b.k[b.n] = a.segments[s].k + r * a.k_stride;
+      b.v[b.n] = a.segments[s].v + r * a.v_stride;
+      ++b.n;
+      ++r;
+      ++row;
+    }
+    if (b.n == 0) break;
+    for (std::size_t h0 = 0; h0 < a.n_q; h0 += kHeadTile) {
+      const bool last = h0 + kHeadTile >= a.n_q;
+      attend_heads<O>(a, h0, last ? last_nh : kHeadTile, b, last ? last_l : full_l, last ? last_v : full_v);
+    }
+    if (b.n < kAttendBlock) break;
+  }
+}

@@ -1,0 +1,185 @@
+// 16-lane operations (AVX-512 F/BW/VL/DQ + F16C) used by the generic kernels in kernels-inl.hpp.
+// Same rules as ops_avx2-inl.hpp: included inside an anonymous namespace of the AVX-512 TU only.
+// Tails are masked loads and stores, so n may be anything in [1, 16].
+
+struct Ops512 {
+  static constexpr std::size_t W = 16;
+  using F = __m512;
+  using I = __m512i;
+  using H = __m256i;
+
+  static __mmask16 lane_mask(std::size_t n) noexcept { return static_cast<__mmask16>((1u << n) - 1u); }
+  static F zero() noexcept { return _mm512_setzero_ps(); }
+  static F set1(float x) noexcept { return _mm512_set1_ps(x); }
+  static F load(const float* p) noexcept { return _mm512_loadu_ps(p); }
+  static void store(float* p, F x) noexcept { _mm512_storeu_ps(p, x); }
+  static F load_n(const float* p, std::size_t n) noexcept {
+    return n == W ? load(p) : _mm512_maskz_loadu_ps(lane_mask(n), p);
+  }
+  static void store_n(float* p, F x, std::size_t n) noexcept {
+    if (n == W) return store(p, x);
+    _mm512_mask_storeu_ps(p, lane_mask(n), x);
+  }
+  static float first(F x) noexcept { return _mm512_cvtss_f32(x); }
+  static F add(F a, F b) noexcept { return _mm512_add_ps(a, b); }
+  static F sub(F a, F b) noexcept { return _mm512_sub_ps(a, b); }
+  static F mul(F a, F b) noexcept { return _mm512_mul_ps(a, b); }
+  static F div(F a, F b) noexcept { return _mm512_div_ps(a, b); }
+  static F fmadd(F a, F b, F c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+  static F min(F a, F b) noexcept { return _mm512_min_ps(a, b); }
+  static F max(F a, F b) noexcept { return _mm512_max_ps(a, b); }
+  static F positive_or_zero(F x, F y) noexcept {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), y);
+  }
+
+  static __m256 half_sum(F x) noexcept {
+    return _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+  }
+  static float hsum(F x) noexcept {
+    const __m256 h = half_sum(x);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  static __m128 hsum4(F a, F b, F c, F d) noexcept {
+    const __m256 ab = _mm256_hadd_ps(half_sum(a), half_sum(b));
+    const __m256 cd = _mm256_hadd_ps(half_sum(c), half_sum(d));
+    const __m256 t = _mm256_hadd_ps(ab, cd);
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+  }
+  static __m256 half_min(F x) noexcept { return _mm256_min_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1)); }
+  static __m256 half_max(F x) noexcept { return _mm256_max_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1)); }
+  static float hmin(F x) noexcept { return _mm512_reduce_min_ps(x); }
+  static float hmax(F x) noexcept { return _mm512_reduce_max_ps(x); }
+
+  // Cephes expf, as in Ops256.
+  static F exp(F x) noexcept {
+    const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.0f));
+    const F n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    F r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    F y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const I e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(static_cast<__mmask16>(~tiny), y, _mm512_castsi512_ps(e));
+  }
+
+  // --- f16 / bf16 ---
+  template <int Mode>
+  static H to_f16(F x) noexcept { return _mm512_cvtps_ph(x, Mode | _MM_FROUND_NO_EXC); }
+  static F from_f16(H h) noexcept { return _mm512_cvtph_ps(h); }
+  static F canonical_nan(F x) noexcept {
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const I canon = _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN)),
+                                    _mm512_set1_epi32(0x7FC00000));
+    return _mm512_mask_mov_ps(x, nan, _mm512_castsi512_ps(canon));
+  }
+  static F clamp_f16(F x) noexcept {
+    return _mm512_max_ps(_mm512_set1_ps(-65504.0f), _mm512_min_ps(_mm512_set1_ps(65504.0f), x));
+  }
+  static H load_halfs(const std::byte* p, std::size_t n) noexcept {
+    return n == W ? _mm256_loadu_si256(reinterpret_cast<const H*>(p)) : _mm256_maskz_loadu_epi16(lane_mask(n), p);
+  }
+  static void store_halfs(std::byte* p, H h, std::size_t n) noexcept {
+    if (n == W) return _mm256_storeu_si256(reinterpret_cast<H*>(p), h);
+    _mm256_mask_storeu_epi16(p, lane_mask(n), h);
+  }
+  static F load_f16(const std::byte* p, std::size_t n) noexcept { return _mm512_cvtph_ps(load_halfs(p, n)); }
+  static void store_f16(std::byte* p, F x, std::size_t n) noexcept {
+    store_halfs(p, to_f16<_MM_FROUND_TO_NEAREST_INT>(clamp_f16(canonical_nan(x))), n);
+  }
+  static F load_bf16(const std::byte* p, std::size_t n) noexcept {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(load_halfs(p, n)), 16));
+  }
+  static void store_bf16(std::byte* p, F xf, std::size_t n) noexcept {
+    const I x = _mm512_castps_si512(xf);
+    const I exp_mask = _mm512_set1_epi32(0x7F800000);
+    const I hi = _mm512_srli_epi32(x, 16);
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF)), exp_mask);
+    const I rounded = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7FFF)), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+    const __mmask16 overflow =
+        _mm512_cmpeq_epi32_mask(_mm512_and_si512(rounded, exp_mask), exp_mask) &
+        static_cast<__mmask16>(~_mm512_cmpeq_epi32_mask(_mm512_and_si512(x, exp_mask), exp_mask));
+    I r = _mm512_srli_epi32(rounded, 16);
+    r = _mm512_mask_mov_epi32(r, overflow, _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0x8000)), _mm512_set1_epi32(0x7F7F)));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    store_halfs(p, _mm512_cvtepi32_epi16(r), n);
+  }
+
+  // --- quantized codes: n is 16, or 8 in the last chunk of a row whose dim is 8 mod 16 ---
+  static F load_codes(const std::byte* codes, std::size_t d0, unsigned bits, std::size_t n) noexcept {
+    __m128i b;
+    if (bits == 8) {
+      b = n == W ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + d0))
+                 : _mm_maskz_loadu_epi8(lane_mask(n), codes + d0);
+    } else if (bits == 4) {
+      const __m128i x = n == W ? _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + d0 / 2))
+                               : _mm_maskz_loadu_epi8(lane_mask(n / 2), codes + d0 / 2);
+      const __m128i nib = _mm_set1_epi8(0x0F);
+      b = _mm_unpacklo_epi8(_mm_and_si128(x, nib), _mm_and_si128(_mm_srli_epi16(x, 4), nib));
+    } else {
+      std::uint32_t word;
+      if (n == W) __builtin_memcpy(&word, codes + d0 / 4, 4);
+      const __m128i x = n == W ? _mm_cvtsi32_si128(static_cast<int>(word)) : _mm_maskz_loadu_epi8(lane_mask(n / 4), codes + d0 / 4);
+      const __m128i spread = _mm_shuffle_epi8(x, _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+      const I w = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(spread),
+                                    _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6));
+      return _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(3)));
+    }
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+  }
+  static I quantize(F x, F min, F inv, F levels) noexcept {
+    const F v = _mm512_mul_ps(_mm512_sub_ps(x, min), inv);
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), levels));
+  }
+  static void store_codes(std::byte* codes, std::size_t d0, unsigned bits, I c) noexcept {
+    if (bits == 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + d0), _mm512_cvtepi32_epi8(c));
+    } else if (bits == 4) {
+      const __m128i b = _mm512_cvtepi64_epi8(_mm512_or_si512(c, _mm512_srli_epi64(c, 28)));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + d0 / 2), b);
+    } else {
+      const I t = _mm512_sllv_epi32(c, _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6));
+      __m128i b = _mm512_cvtepi32_epi8(t);
+      b = _mm_or_si128(b, _mm_srli_epi32(b, 8));
+      b = _mm_or_si128(b, _mm_srli_epi32(b, 16));
+      const auto v = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_cvtepi32_epi8(b)));
+      __builtin_memcpy(codes + d0 / 4, &v, 4);
+    }
+  }
+  // Scale and min of lanes [0, 8) from group ga and of lanes [8, 16) from group gb.
+  static void load_params(const std::byte* params, std::size_t ga, std::size_t gb, F& s, F& m) noexcept {
+    if (ga == gb) {  // {s, m} broadcast to every pair of lanes, then split
+      std::uint32_t a;
+      __builtin_memcpy(&a, params + 4 * ga, 4);
+      const F v = _mm512_cvtph_ps(_mm256_set1_epi32(static_cast<int>(a)));
+      s = _mm512_shuffle_ps(v, v, 0x00);
+      m = _mm512_shuffle_ps(v, v, 0x55);
+      return;
+    }
+    std::uint32_t a, b;
+    __builtin_memcpy(&a, params + 4 * ga, 4);
+    __builtin_memcpy(&b, params + 4 * gb, 4);
+    const __m512 v = _mm512_cvtph_ps(_mm256_setr_epi32(static_cast<int>(a), 0, 0, 0, static_cast<int>(b), 0, 0, 0));
+    // v = {sa, ma, 0...0, sb, mb, 0...}: lanes 0/1 and 8/9 hold the pairs.
+    s = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8), v);
+    m = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 9, 9, 9, 9, 9, 9, 9, 9), v);
+  }
+  static void load_channel_params(const std::byte* p, F& s, F& m) noexcept {
+    const I x = _mm512_loadu_si512(p);
+    s = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(x));
+    m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(x, 16)));
+  }
+  static void store_channel_params(std::byte* p, H s, H m) noexcept {
+    const H lo = _mm256_unpacklo_epi16(s, m), hi = _mm256_unpackhi_epi16(s, m);
+    _mm256_storeu_si256(reinterpret_cast<H*>(p), _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<H*>(p + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
+  }
+};

@@ -1,0 +1,217 @@
+// encode_rows / decode_rows / encode_channels of every ISA against the scalar reference:
+// codes and f16 parameters bit for bit, decoded floats bit for bit, and the round-trip bound.
+#include "isa_test_util.hpp"
+
+#include <bit>
+#include <cmath>
+#include <functional>
+
+namespace kvc::kernels::testing {
+namespace {
+
+struct Data {
+  const char* name;
+  std::function<std::vector<float>(std::size_t n, std::size_t dim)> make;
+  bool in_range;  // inside the f16 range: the round-trip bound applies
+};
+
+std::vector<Data> data_kinds() {
+  return {
+      {"gaussian", [](std::size_t n, std::size_t dim) { return gaussian(n * dim, 7); }, true},
+      {"outlier_channels",
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 8);
+         for (std::size_t r = 0; r < n; ++r)
+           for (std::size_t c = 3; c < dim; c += 11) v[r * dim + c] *= 100.0f;
+         return v;
+       },
+       true},
+      {"equal_rows", [](std::size_t n, std::size_t dim) { return std::vector<float>(n * dim, 0.3f); }, true},
+      {"signed_zeros",
+       [](std::size_t n, std::size_t dim) {
+         std::vector<float> v(n * dim);
+         for (std::size_t i = 0; i < v.size(); ++i) v[i] = (i * 7 % 3 == 0) ? -0.0f : 0.0f;
+         return v;
+       },
+       true},
+      {"nonnegative_with_zeros",  // the minimum is a zero of either sign: its first one must win
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 9);
+         for (std::size_t i = 0; i < v.size(); ++i) v[i] = (i % 5 == 1) ? -0.0f : (i % 5 == 3 ? 0.0f : std::fabs(v[i]));
+         return v;
+       },
+       true},
+      {"near_f16_max",
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 10);
+         for (auto& x : v) x = x * 6.0e4f;
+         return v;
+       },
+       false},
+      {"huge_1e30",
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 11);
+         for (std::size_t i = 0; i < v.size(); ++i) v[i] = (i % 3 == 0) ? v[i] * 1.0e30f : v[i];
+         return v;
+       },
+       false},
+      {"tiny_subnormal_f16",
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 12);
+         for (auto& x : v) x *= 1.0e-6f;
+         return v;
+       },
+       true},
+  };
+}
+
+std::vector<RowFormat> formats_for(std::size_t dim) {
+  std::vector<RowFormat> f{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
+  if (dim % 8 != 0) return f;
+  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+    for (std::size_t g : {8, 16, 24, 32, 64, 128, 256})
+      if (g <= dim && dim % g == 0) f.push_back({d, static_cast<std::uint16_t>(g)});
+  return f;
+}
+
+std::string describe(RowFormat f, std::size_t dim, std::size_t n, const char* data) {
+  return std::string(dtype_name(f.dtype)) + "/g" + std::to_string(f.group) + " dim " + std::to_string(dim) + " rows " +
+         std::to_string(n) + " data " + data;
+}
+
+float f16_param(const std::byte* row, RowFormat f, std::size_t dim, std::size_t g, std::size_t which) {
+  std::uint16_t h;
+  std::memcpy(&h, row + code_bytes(f, dim) + g * kGroupParamBytes + 2 * which, 2);
+  return half::f16_to_f32(h);
+}
+
+using CodecTest = IsaTest;
+
+TEST_P(CodecTest, EncodeAndDecodeMatchTheReferenceBitwise) {
+  std::size_t cases = 0;
+  for (std::size_t dim : {1, 3, 8, 17, 24, 64, 80, 96, 128, 256}) {
+    for (RowFormat f : formats_for(dim)) {
+      for (std::size_t n : {1, 3, 17}) {
+        for (const Data& kind : data_kinds()) {
+          SCOPED_TRACE(describe(f, dim, n, kind.name));
+          const std::vector<float> x = kind.make(n, dim);
+          const std::size_t src_stride = dim + 3, bytes = row_bytes(f, dim), dst_stride = bytes + 5;
+          Misaligned<float> src(n * src_stride, 4);
+          for (std::size_t r = 0; r < n; ++r) std::memcpy(src.data() + r * src_stride, &x[r * dim], dim * sizeof(float));
+          Misaligned<std::byte> want(n * dst_stride, 0), got(n * dst_stride, f.dtype == Dtype::f32 ? 4 : 1);
+          ref::encode_rows(f, dim, src.data(), src_stride, n, want.data(), dst_stride);
+          kernels().encode_rows(f, dim, src.data(), src_stride, n, got.data(), dst_stride);
+          for (std::size_t r = 0; r < n; ++r)
+            ASSERT_EQ(0, std::memcmp(want.data() + r * dst_stride, got.data() + r * dst_stride, bytes)) << "row " << r;
+
+          Misaligned<float> want_y(n * src_stride, 0), got_y(n * src_stride, 4);
+          ref::decode_rows(f, dim, want.data(), dst_stride, n, want_y.data(), src_stride);
+          kernels().decode_rows(f, dim, got.data(), dst_stride, n, got_y.data(), src_stride);
+          for (std::size_t r = 0; r < n; ++r)
+            for (std::size_t i = 0; i < dim; ++i) {
+              const float a = want_y.data()[r * src_stride + i], b = got_y.data()[r * src_stride + i];
+              ASSERT_EQ(std::bit_cast<std::uint32_t>(a), std::bit_cast<std::uint32_t>(b)) << "row " << r << " elem " << i;
+            }
+
+          // |x - decode(encode(x))| <= scale/2 for quantized rows, plus one ulp of the group's
+          // largest magnitude (x - min and fma(code, scale, min) round at that magnitude).
+          if (kind.in_range) {
+            for (std::size_t r = 0; r < n; ++r)
+              for (std::size_t i = 0; i < dim; ++i) {
+                const float xi = x[r * dim + i], yi = got_y.data()[r * src_stride + i];
+                float bound = 0.0f;
+                if (f.dtype == Dtype::f16) bound = std::max(std::fabs(xi) * 0x1p-11f, 0x1p-25f);
+                if (f.dtype == Dtype::bf16) bound = std::fabs(xi) * 0x1p-8f;
+                if (is_quantized(f.dtype)) {
+                  const float scale = f16_param(got.data() + r * dst_stride, f, dim, i / f.group, 0);
+                  const float min = f16_param(got.data() + r * dst_stride, f, dim, i / f.group, 1);
+                  const float levels = static_cast<float>((1u << bits_of(f.dtype)) - 1u);
+                  const float magnitude = std::max(std::fabs(min), std::fabs(min + levels * scale));
+                  bound = scale / 2 + magnitude * 0x1p-23f + 1e-38f;
+                }
+                ASSERT_LE(std::fabs(xi - yi), bound) << "row " << r << " elem " << i << " x " << xi;
+              }
+          }
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 1000u);
+}
+
+TEST_P(CodecTest, SaturatesAndRoundsSpecialValuesLikeTheReference) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special{65504.0f, 65519.0f, 65520.0f, 1e30f,  -1e30f,   inf,       -inf,      -65504.0f,
+                                   -65520.0f, 3.4e38f, 1e-40f,  -1e-40f, 5.96e-8f, -2.98e-8f, 2.98e-8f,  0.0f,
+                                   -0.0f,     1.0f,    0x1.fffffep+127f, -0x1.fffffep+127f, 0x1.ff7p127f, 1.00390625f,
+                                   std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()};
+  for (Dtype d : {Dtype::f16, Dtype::bf16}) {
+    const RowFormat f{d, 0};
+    const std::size_t dim = special.size();
+    std::vector<std::byte> want(row_bytes(f, dim)), got(row_bytes(f, dim));
+    ref::encode_rows(f, dim, special.data(), dim, 1, want.data(), 0);
+    kernels().encode_rows(f, dim, special.data(), dim, 1, got.data(), 0);
+    for (std::size_t i = 0; i < dim; ++i) {
+      std::uint16_t a, b;
+      std::memcpy(&a, want.data() + 2 * i, 2);
+      std::memcpy(&b, got.data() + 2 * i, 2);
+      EXPECT_EQ(a, b) << dtype_name(d) << " input " << special[i];
+    }
+  }
+  // Quantized rows of extreme groups (finite inputs): saturated f16 params, codes clamped.
+  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) {
+    const RowFormat f{d, 8};
+    const std::vector<float> x{1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f,
+                               -1e30f, 0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 1e30f,
+                               -7e4f, -6.6e4f, 6.6e4f, 7e4f, 1.0f, -1.0f, 0.5f, 65504.0f};
+    std::vector<std::byte> want(row_bytes(f, x.size())), got(row_bytes(f, x.size()));
+    ref::encode_rows(f, x.size(), x.data(), 0, 1, want.data(), 0);
+    kernels().encode_rows(f, x.size(), x.data(), 0, 1, got.data(), 0);
+    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size())) << dtype_name(d);
+  }
+}
+
+TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
+  std::size_t cases = 0;
+  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) {
+    for (std::size_t dim : {8, 24, 64, 128, 136}) {
+      for (std::size_t tokens : {1, 3, 17, 32, 128}) {
+        for (const Data& kind : data_kinds()) {
+          SCOPED_TRACE(std::string(dtype_name(d)) + " dim " + std::to_string(dim) + " tokens " + std::to_string(tokens) +
+                       " " + kind.name);
+          const std::vector<float> x = kind.make(tokens, dim);
+          const std::size_t stride = dim + 1;
+          Misaligned<float> src(tokens * stride, 4);
+          for (std::size_t t = 0; t < tokens; ++t) std::memcpy(src.data() + t * stride, &x[t * dim], dim * sizeof(float));
+          const std::size_t bytes = channel_block_bytes(d, dim, tokens);
+          Misaligned<std::byte> want(bytes, 0), got(bytes, 3);
+          ref::encode_channels(d, dim, tokens, src.data(), stride, want.data());
+          kernels().encode_channels(d, dim, tokens, src.data(), stride, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), bytes));
+          Misaligned<float> want_y(tokens * stride, 0), got_y(tokens * stride, 4);
+          ref::decode_channels(d, dim, tokens, want.data(), want_y.data(), stride);
+          kernels().decode_channels(d, dim, tokens, got.data(), got_y.data(), stride);
+          for (std::size_t t = 0; t < tokens; ++t)
+            for (std::size_t c = 0; c < dim; ++c) {
+              const float a = want_y.data()[t * stride + c], b = got_y.data()[t * stride + c];
+              ASSERT_EQ(std::bit_cast<std::uint32_t>(a), std::bit_cast<std::uint32_t>(b));
+              if (kind.in_range) {
+                std::uint16_t s;
+                std::memcpy(&s, got.data() + tokens * code_bytes({d, 0}, dim) + c * kGroupParamBytes, 2);
+                const float xi = x[t * dim + c];
+                ASSERT_LE(std::fabs(xi - b), half::f16_to_f32(s) / 2 + std::fabs(xi) * 0x1p-23f + 1e-38f);
+              }
+            }
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 3u * 5u * 5u * data_kinds().size());
+}
+
+KVC_INSTANTIATE_FOR_EVERY_ISA(CodecTest);
+
+}  // namespace
+}  // namespace kvc::kernels::testing

@@ -1,0 +1,80 @@
+// Run-time selection: CPUID/XGETBV support, the KVC_ISA override and its errors.
+#include "isa_test_util.hpp"
+
+#include "kvc/core/error.hpp"
+
+#include <cstdlib>
+#include <string>
+
+namespace kvc::kernels::testing {
+namespace {
+
+TEST(Dispatch, SupportedIsasStartWithScalarAndAgreeWithIsaSupported) {
+  const auto isas = supported_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.front(), Isa::scalar);
+  std::size_t count = 0;
+  for (Isa isa : kAllIsas) count += isa_supported(isa) ? 1 : 0;
+  EXPECT_EQ(isas.size(), count);
+  for (Isa isa : isas) {
+    EXPECT_TRUE(isa_supported(isa)) << isa_name(isa);
+    EXPECT_EQ(table(isa).isa, isa) << isa_name(isa);
+  }
+  // avx512 implies avx2 here: the AVX-512 table also runs 8-lane code.
+  if (isa_supported(Isa::avx512)) {
+    EXPECT_TRUE(isa_supported(Isa::avx2));
+  }
+  std::string list;
+  for (Isa isa : isas) list += std::string(isa_name(isa)) + " ";
+  RecordProperty("supported_isas", list);
+  std::printf("supported ISAs: %s; active: %s\n", list.c_str(), active_isa_name());
+}
+
+TEST(Dispatch, ResolveIsaPicksTheBestOrTheForcedOne) {
+  EXPECT_EQ(resolve_isa(nullptr), supported_isas().back());
+  EXPECT_EQ(resolve_isa(""), supported_isas().back());
+  for (Isa isa : supported_isas()) EXPECT_EQ(resolve_isa(isa_name(isa)), isa);
+}
+
+TEST(Dispatch, ResolveIsaRejectsUnknownAndUnsupportedNames) {
+  try {
+    resolve_isa("avx9000");
+    FAIL() << "an unknown ISA name must throw";
+  } catch (const kvc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("KVC_ISA: 'avx9000' is not one of scalar, avx2, avx512"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(resolve_isa("AVX2"), kvc::Error);  // names are exact
+  for (Isa isa : kAllIsas) {
+    if (isa_supported(isa)) continue;
+    EXPECT_THROW(resolve_isa(isa_name(isa)), kvc::Error) << isa_name(isa);
+  }
+}
+
+// active() resolves KVC_ISA once per process, so each case runs in a fresh child process:
+// the "threadsafe" death-test style re-executes this binary for the statement.
+int active_in_child(const char* value) {
+  setenv("KVC_ISA", value, 1);
+  try {
+    const Table& t = active();
+    std::fprintf(stderr, "active ISA: %s\n", active_isa_name());
+    std::exit(static_cast<int>(t.isa));
+  } catch (const kvc::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::exit(42);
+  }
+}
+
+TEST(Dispatch, KvcIsaForcesTheActiveTableInAFreshProcess) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (Isa isa : supported_isas()) {
+    const std::string pattern = std::string("active ISA: ") + isa_name(isa);
+    EXPECT_EXIT(active_in_child(isa_name(isa)), ::testing::ExitedWithCode(static_cast<int>(isa)), pattern);
+  }
+  EXPECT_EXIT(active_in_child(""), ::testing::ExitedWithCode(static_cast<int>(supported_isas().back())),
+              "active ISA: ");
+  EXPECT_EXIT(active_in_child("sse9"), ::testing::ExitedWithCode(42), "KVC_ISA: 'sse9' is not one of");
+}
+
+}  // namespace
+}  // namespace kvc::kernels::testing
