@@ -88,6 +88,12 @@ static_assert(!detail::at_most_one_per_family<GoodSelect, Observer>());
 static_assert(std::is_same_v<detail::family_policy_t<family::budget, GoodQuant, GoodBudget, GoodSelect>, GoodBudget>);
 static_assert(std::is_void_v<detail::family_policy_t<family::merging, GoodQuant, GoodSelect>>);
 
+static_assert(valid_stack_v<> && valid_stack_v<GoodQuant> && valid_stack_v<GoodSelect, GoodBudget, GoodMerge>);
+static_assert(!valid_stack_v<GoodBudget>, "a budget needs a selection");
+static_assert(!valid_stack_v<GoodQuant, GoodMerge>, "merging needs a selection");
+static_assert(!valid_stack_v<GoodSelect, Observer>, "two selections");
+static_assert(!valid_stack_v<SelectMissingSelect>, "a policy must satisfy its concept");
+
 using Everything = KVCache<PagedLayout, GoodQuant, GoodLowRank, GoodMerge, GoodBudget, Observer>;
 static_assert(Everything::has_budget && Everything::has_selection && Everything::has_merging &&
               Everything::has_quantization && Everything::has_lowrank && Everything::observes_attention);

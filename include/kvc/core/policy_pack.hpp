@@ -58,3 +58,22 @@ consteval bool at_most_one_per_family() {
 }
 
 }  // namespace kvc::detail
+
+namespace kvc {
+
+// Whether KVCache<Layout, P...> accepts this policy pack: every policy names a known family and
+// satisfies its concept, at most one per family, and budget or merging come with a selection.
+// Tools that build stacks at run time check it with `if constexpr` instead of restating the rules.
+template <class... P>
+inline constexpr bool valid_stack_v = [] {
+  if constexpr (!((detail::KnownFamily<P> && detail::ValidPolicy<P>) && ... && true)) {
+    return false;
+  } else {
+    constexpr bool has_selection = detail::family_count<family::selection, P...> == 1;
+    return detail::at_most_one_per_family<P...>() &&
+           (has_selection || (detail::family_count<family::budget, P...> == 0 &&
+                              detail::family_count<family::merging, P...> == 0));
+  }
+}();
+
+}  // namespace kvc

@@ -1,0 +1,129 @@
+// Token merging (kvc::merge::D2O) in a KVCache. Merging needs a selection policy; StreamingLLM
+// (stateless, O(budget)) is the base, so the difference between a case and its "none" twin is
+// what D2O costs:
+//  * DecodeEvict: the steady state of a bounded cache (compress_slack 0): each step appends one
+//    token per layer, attends over budget + 1 and evicts one token per head, which D2O compares
+//    with every kept key (loads the K kept keys, one nearest-key search; two with the EMA).
+//  * CompressPass: compress() of one layer (8 KV heads) from a prefilled context down to the
+//    budget: D2O is O(evicted x kept x head_dim) per head, twice with the EMA (a first pass for
+//    the mean similarity). Prefill is not timed; setup dominates, hence fixed iteration counts.
+// Variants: none (StreamingLLM alone), D2O with the EMA threshold (the paper's), D2O with a fixed
+// threshold (one pass). Shape: 4 layers, 32 query heads sharing 8 KV heads, head_dim 128, f16
+// rows; random normal data with fixed seeds.
+#include "kvc/kvc.hpp"
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace {
+
+const kvc::Shape kShape{4, 32, 8, 128};
+constexpr std::size_t kRow = 8 * 128;  // kv_heads * head_dim: one token of one layer
+constexpr auto kF16 = kvc::kernels::Dtype::f16;
+
+enum Variant : std::int64_t { kNone = 0, kEma = 1, kFixed = 2 };
+const char* variant_name(std::int64_t v) { return v == kNone ? "none" : v == kEma ? "D2O ema" : "D2O fixed"; }
+
+std::vector<float> random_rows(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+template <class Cache>
+void prefill_all(Cache& cache, const std::vector<float>& keys, const std::vector<float>& values) {
+  for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
+}
+
+// Calls body(cache) with a StreamingLLM cache, with or without D2O. Random keys are nearly
+// orthogonal (cosines around 0 +- 0.1): a fixed threshold of 0 merges about half of them.
+template <class Body>
+void with_cache(std::int64_t variant, const kvc::Options& options, Body&& body) {
+  using kvc::select::StreamingLLM;
+  if (variant == kNone) {
+    kvc::KVCache<kvc::ContiguousLayout, StreamingLLM> cache(kShape, options, StreamingLLM{});
+    body(cache);
+  } else {
+    kvc::merge::D2O d2o;
+    if (variant == kFixed) d2o.threshold = 0.0f;
+    kvc::KVCache<kvc::ContiguousLayout, StreamingLLM, kvc::merge::D2O> cache(kShape, options, StreamingLLM{}, d2o);
+    body(cache);
+  }
+}
+
+void BM_DecodeEvict(benchmark::State& state) {
+  const std::int64_t variant = state.range(0);
+  const auto budget = static_cast<std::size_t>(state.range(1));
+  // The steady state does not depend on the prompt length: prefill exactly the budget, so that
+  // no (slow, untimed) D2O prompt compression precedes the timed steps.
+  const std::size_t context = budget;
+  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
+  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
+  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
+  std::vector<float> out(q.size());
+  with_cache(variant, {.dtype = kF16, .budget = budget}, [&](auto& cache) {
+    prefill_all(cache, keys, values);
+    auto position = static_cast<std::int32_t>(context);
+    for (auto _ : state) {
+      for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
+        cache.append(layer, position, k, v);
+        cache.attend(layer, q, out);
+      }
+      benchmark::DoNotOptimize(out.data());
+      ++position;
+    }
+    state.SetLabel(fmt::format("{} {}", variant_name(variant), kvc::kernels::isa_name(cache.isa())));
+  });
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DecodeEvict)
+    ->ArgNames({"d2o", "budget"})
+    ->ArgsProduct({{kNone, kEma, kFixed}, {256, 1024}})
+    ->MinTime(0.2)
+    ->Unit(benchmark::kMicrosecond);
+
+// compress(0): layer 0's 8 KV heads from `context` tokens down to `budget`.
+void BM_CompressPass(benchmark::State& state) {
+  const std::int64_t variant = state.range(0);
+  const auto context = static_cast<std::size_t>(state.range(1));
+  const auto budget = static_cast<std::size_t>(state.range(2));
+  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
+  with_cache(variant, {.dtype = kF16, .budget = budget, .auto_compress = false}, [&](auto& cache) {
+    for (auto _ : state) {
+      state.PauseTiming();
+      cache.clear();
+      cache.prefill(0, 0, keys, values);
+      state.ResumeTiming();
+      cache.compress(0);
+    }
+    state.SetLabel(fmt::format("{} {}", variant_name(variant), kvc::kernels::isa_name(cache.isa())));
+  });
+  state.counters["evicted_tokens/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * (context - budget) * kShape.kv_heads), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_CompressPass)
+    ->ArgNames({"d2o", "context", "budget"})
+    ->ArgsProduct({{kNone, kEma, kFixed}, {1024}, {256}})
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+// At 4K one D2O pass of one layer takes about a second (EMA): one iteration.
+BENCHMARK(BM_CompressPass)
+    ->ArgNames({"d2o", "context", "budget"})
+    ->Args({kNone, 4096, 256})
+    ->Iterations(10)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CompressPass)
+    ->ArgNames({"d2o", "context", "budget"})
+    ->ArgsProduct({{kEma, kFixed}, {4096}, {256}})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace

@@ -1,0 +1,153 @@
+// Selection policies (StreamingLLM, H2O) in a KVCache, one at a time:
+//  * DecodeFull: a decode step (append + attend, every layer) of the full cache, no policy: the
+//    baseline, at a context of 1K and 4K tokens.
+//  * DecodeEvict: the same step at the steady state of a bounded cache: every head holds its
+//    budget, the step appends one token, attends over budget + 1 and evicts (compress_slack 0: one
+//    token per step, as the papers do; 64: a selection every 64 steps).
+//  * CompressPass: one compress() of every head from a prefilled context down to the budget
+//    (selection, on_compact, row moves, giving memory back); prefill is not timed.
+// Shape: 4 layers, 32 query heads sharing 8 KV heads, head_dim 128, f16 rows; random normal data
+// with fixed seeds.
+#include "kvc/kvc.hpp"
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+const kvc::Shape kShape{4, 32, 8, 128};
+constexpr std::size_t kRow = 8 * 128;  // kv_heads * head_dim: one token of one layer
+constexpr auto kF16 = kvc::kernels::Dtype::f16;
+
+std::vector<float> random_rows(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+template <class Cache>
+void prefill_all(Cache& cache, const std::vector<float>& keys, const std::vector<float>& values) {
+  for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
+}
+
+template <class P>
+const char* policy_name() {
+  if constexpr (std::is_same_v<P, kvc::select::H2O>)
+    return "H2O";
+  else
+    return "StreamingLLM";
+}
+
+std::string label(const char* what, kvc::kernels::Isa isa) { return fmt::format("{} {}", what, kvc::kernels::isa_name(isa)); }
+
+// Baseline: the full cache, nothing evicted. The context drifts by at most 1/16 before the cache
+// is cleared and prefilled again (untimed).
+void BM_DecodeFull(benchmark::State& state) {
+  const auto context = static_cast<std::size_t>(state.range(0));
+  const std::size_t limit = context + context / 16;
+  kvc::KVCache<kvc::ContiguousLayout> cache(kShape, {.dtype = kF16, .capacity = limit});
+  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
+  prefill_all(cache, keys, values);
+  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
+  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
+  std::vector<float> out(q.size());
+  auto position = static_cast<std::int32_t>(context);
+  for (auto _ : state) {
+    for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
+      cache.append(layer, position, k, v);
+      cache.attend(layer, q, out);
+    }
+    benchmark::DoNotOptimize(out.data());
+    if (static_cast<std::size_t>(++position) == limit) {
+      state.PauseTiming();
+      cache.clear();
+      prefill_all(cache, keys, values);
+      position = static_cast<std::int32_t>(context);
+      state.ResumeTiming();
+    }
+  }
+  state.SetLabel(label("none", cache.isa()));
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["tokens/head"] = static_cast<double>(cache.tokens()) / static_cast<double>(kShape.head_count());
+}
+BENCHMARK(BM_DecodeFull)->ArgName("context")->Arg(1024)->Arg(4096)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
+
+// Steady state of a bounded cache: prefill `context` tokens, compress to the budget (untimed),
+// then every timed step appends one token per layer, attends and evicts.
+template <class Selection>
+void BM_DecodeEvict(benchmark::State& state) {
+  const auto context = static_cast<std::size_t>(state.range(0));
+  const auto budget = static_cast<std::size_t>(state.range(1));
+  const auto slack = static_cast<std::size_t>(state.range(2));
+  kvc::KVCache<kvc::ContiguousLayout, Selection> cache(
+      kShape, {.dtype = kF16, .budget = budget, .compress_slack = slack}, Selection{});
+  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
+  prefill_all(cache, keys, values);
+  cache.compress();
+  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
+  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
+  std::vector<float> out(q.size());
+  auto position = static_cast<std::int32_t>(context);
+  for (auto _ : state) {
+    for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
+      cache.append(layer, position, k, v);
+      cache.attend(layer, q, out);
+    }
+    benchmark::DoNotOptimize(out.data());
+    ++position;
+  }
+  state.SetLabel(label(policy_name<Selection>(), cache.isa()));
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["tokens/head"] = static_cast<double>(cache.tokens()) / static_cast<double>(kShape.head_count());
+}
+void evict_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"context", "budget", "slack"});
+  for (std::int64_t context : {1024, 4096})
+    for (std::int64_t budget : {256, 1024}) b->Args({context, budget, 0});
+  for (std::int64_t budget : {256, 1024}) b->Args({4096, budget, 64});
+}
+BENCHMARK_TEMPLATE(BM_DecodeEvict, kvc::select::StreamingLLM)->Apply(evict_args)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeEvict, kvc::select::H2O)->Apply(evict_args)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
+
+// One compress() pass from `context` tokens per head down to `budget`. Before it (untimed): a
+// prefill, and one attend per layer with auto-compression off, so that H2O has accumulated
+// attention to rank by. Setup dominates, hence a fixed iteration count.
+template <class Selection>
+void BM_CompressPass(benchmark::State& state) {
+  const auto context = static_cast<std::size_t>(state.range(0));
+  const auto budget = static_cast<std::size_t>(state.range(1));
+  kvc::KVCache<kvc::ContiguousLayout, Selection> cache(
+      kShape, {.dtype = kF16, .budget = budget, .auto_compress = false}, Selection{});
+  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
+  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
+  std::vector<float> out(q.size());
+  for (auto _ : state) {
+    state.PauseTiming();
+    cache.clear();
+    prefill_all(cache, keys, values);
+    for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.attend(layer, q, out);
+    state.ResumeTiming();
+    cache.compress();
+  }
+  state.SetLabel(label(policy_name<Selection>(), cache.isa()));
+  state.counters["evicted_tokens/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * (context - budget) * kShape.head_count()),
+                         benchmark::Counter::kIsRate);
+}
+void compress_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"context", "budget"});
+  b->Args({1024, 256})->Args({4096, 256})->Args({4096, 1024});
+}
+BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::StreamingLLM)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::H2O)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
+
+}  // namespace

@@ -1,0 +1,66 @@
+#pragma once
+// A type-erased KV cache for tools that choose the policy stack at run time.
+//
+// kvc::KVCache takes its policies as template arguments so the hot path has no virtual calls.
+// A tool that reads "h2o:budget=64+int4" from the command line needs one object type for all
+// stacks; this adapter pays one virtual call per (token, layer), outside the library.
+#include "kvc/core/shape.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+
+namespace kvc::engine {
+
+class AnyCache {
+ public:
+  virtual ~AnyCache() = default;
+  virtual void append(std::size_t layer, std::int32_t position, std::span<const float> k,
+                      std::span<const float> v) noexcept = 0;
+  virtual void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept = 0;
+  virtual void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
+                       std::span<const float> values) = 0;
+  [[nodiscard]] virtual std::size_t size(std::size_t layer, std::size_t kv_head) const noexcept = 0;
+  [[nodiscard]] virtual std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const noexcept = 0;
+  [[nodiscard]] virtual std::size_t memory_bytes() const noexcept = 0;
+  [[nodiscard]] virtual std::size_t tokens() const noexcept = 0;
+  [[nodiscard]] virtual const Shape& shape() const noexcept = 0;
+  virtual void clear() noexcept = 0;
+};
+
+template <class Cache>
+class CacheAdapter final : public AnyCache {
+ public:
+  template <class... Args>
+  explicit CacheAdapter(Args&&... args) : cache_(std::forward<Args>(args)...) {}
+
+  void append(std::size_t layer, std::int32_t position, std::span<const float> k,
+              std::span<const float> v) noexcept override {
+    cache_.append(layer, position, k, v);
+  }
+  void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept override {
+    cache_.attend(layer, queries, out);
+  }
+  void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
+               std::span<const float> values) override {
+    cache_.prefill(layer, first_position, keys, values);
+  }
+  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const noexcept override {
+    return cache_.size(layer, kv_head);
+  }
+  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const noexcept override {
+    return cache_.positions(layer, kv_head);
+  }
+  [[nodiscard]] std::size_t memory_bytes() const noexcept override { return cache_.memory_bytes(); }
+  [[nodiscard]] std::size_t tokens() const noexcept override { return cache_.tokens(); }
+  [[nodiscard]] const Shape& shape() const noexcept override { return cache_.shape(); }
+  void clear() noexcept override { cache_.clear(); }
+
+  [[nodiscard]] Cache& get() noexcept { return cache_; }
+
+ private:
+  Cache cache_;
+};
+
+}  // namespace kvc::engine

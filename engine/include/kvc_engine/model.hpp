@@ -1,0 +1,81 @@
+#pragma once
+// A llama2.c checkpoint (legacy "v0" format) held in memory, validated on load.
+//
+// The engine is the worked example of how an inference engine integrates kvcompress, so the
+// model is deliberately plain: float32 weights in std::vectors, no quantization, no threads.
+#include "kvc/core/shape.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <vector>
+
+namespace kvc::engine {
+
+// The seven int32 header fields of a llama2.c v0 checkpoint.
+struct Config {
+  std::int32_t dim = 0;
+  std::int32_t hidden_dim = 0;
+  std::int32_t n_layers = 0;
+  std::int32_t n_heads = 0;
+  std::int32_t n_kv_heads = 0;
+  std::int32_t vocab_size = 0;  // always positive here; see shared_classifier
+  std::int32_t seq_len = 0;
+  // llama2.c stores a negative vocab_size when the classifier has its own matrix.
+  bool shared_classifier = true;
+
+  [[nodiscard]] std::size_t head_dim() const noexcept { return std::size_t(dim / n_heads); }
+  [[nodiscard]] std::size_t kv_dim() const noexcept { return head_dim() * std::size_t(n_kv_heads); }
+  [[nodiscard]] Shape attention_shape() const noexcept {
+    return Shape{std::size_t(n_layers), std::size_t(n_heads), std::size_t(n_kv_heads), head_dim()};
+  }
+  // Throws kvc::Error naming the first inconsistent field.
+  void validate() const;
+  // Number of float32 values the weights occupy, without / with the legacy RoPE tables
+  // (an unshared classifier always follows the RoPE tables, as llama2.c writes it).
+  [[nodiscard]] std::size_t weight_floats(bool with_rope_tables) const noexcept;
+};
+
+// Views into Model::storage; per-layer matrices are stacked along the first dimension.
+struct Weights {
+  std::span<const float> token_embedding;  // [vocab][dim]
+  std::span<const float> rms_att;          // [layers][dim]
+  std::span<const float> wq;               // [layers][dim][dim]
+  std::span<const float> wk;               // [layers][kv_dim][dim]
+  std::span<const float> wv;               // [layers][kv_dim][dim]
+  std::span<const float> wo;               // [layers][dim][dim]
+  std::span<const float> rms_ffn;          // [layers][dim]
+  std::span<const float> w1;               // [layers][hidden][dim]
+  std::span<const float> w2;               // [layers][dim][hidden]
+  std::span<const float> w3;               // [layers][hidden][dim]
+  std::span<const float> rms_final;        // [dim]
+  std::span<const float> classifier;       // [vocab][dim]
+};
+
+class Model {
+ public:
+  // Reads and validates a checkpoint: header fields, exact file size, finite weights.
+  // Throws kvc::Error with the path and what is wrong.
+  [[nodiscard]] static Model load(const std::filesystem::path& path);
+  // Builds a model from a header and a flat weight array (tests, synthetic models).
+  [[nodiscard]] static Model from_floats(const Config& config, std::vector<float> floats);
+
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  [[nodiscard]] const Weights& weights() const noexcept { return weights_; }
+
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  Model(Model&&) noexcept = default;
+  Model& operator=(Model&&) noexcept = default;
+
+ private:
+  Model() = default;
+  void bind();
+
+  Config config_;
+  std::vector<float> storage_;
+  Weights weights_;
+};
+
+}  // namespace kvc::engine

@@ -1,0 +1,49 @@
+#pragma once
+// The stack registry: maps the components of a stack spec ("h2o:budget=64+int4:group=8") to
+// policy objects and builds the matching kvc::KVCache<ContiguousLayout, Policy...> behind an
+// AnyCache. Every combination of registered policies is instantiated at compile time (in
+// registry.cpp); adding a policy is one registration there.
+#include "kvc_engine/any_cache.hpp"
+#include "kvc_engine/stack_spec.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kvc::data {
+class KvCapture;
+}
+
+namespace kvc::engine {
+
+struct ParamInfo {
+  std::string key;
+  double default_value = 0;
+  double min = 0, max = 0;
+  bool integer = true;
+  std::string help;
+};
+
+struct ComponentInfo {
+  std::string name;
+  std::string family;  // "budget", "selection", "merging", "quantization", "lowrank", "storage", "none"
+  std::string help;
+  std::vector<ParamInfo> params;
+};
+
+[[nodiscard]] const std::vector<ComponentInfo>& registered_components();
+// One line per component: name, family, parameters with defaults, help. For --help and errors.
+[[nodiscard]] std::string describe_components();
+
+// Checks names, parameters, one component per family and the families' dependencies
+// (a budget or merging policy needs a selection). Throws kvc::Error saying which token is wrong
+// and listing what is valid.
+void check_stack(const StackSpec& spec);
+
+// Builds the cache of a stack for sequences of at most `context` tokens (the full cache
+// reserves that much, so memory_bytes() is not inflated by growth slack). Low-rank components
+// fit their bases on `calibration` (keys and values of held-out text), which they require.
+[[nodiscard]] std::unique_ptr<AnyCache> make_cache(const StackSpec& spec, const Shape& shape, std::size_t context,
+                                                   const data::KvCapture* calibration = nullptr);
+
+}  // namespace kvc::engine

@@ -1,0 +1,58 @@
+#include "kvc_engine/corpus.hpp"
+
+#include "kvc/core/error.hpp"
+
+#include <fstream>
+#include <sstream>
+
+namespace kvc::engine {
+
+std::vector<std::string> split_paragraphs(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find("\n\n", start);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > start) out.emplace_back(text.substr(start, end - start));
+    std::size_t next = end;
+    while (next < text.size() && text[next] == '\n') ++next;
+    if (next == end) break;  // end of text
+    start = next;
+  }
+  return out;
+}
+
+std::vector<std::int32_t> encode_corpus(const Tokenizer& tokenizer, std::string_view text) {
+  constexpr std::int32_t newline = '\n' + Tokenizer::byte_offset;
+  std::vector<std::int32_t> tokens;
+  const std::vector<std::string> paragraphs = split_paragraphs(text);
+  for (std::size_t i = 0; i < paragraphs.size(); ++i) {
+    if (i > 0) tokens.push_back(newline);
+    const auto encoded = tokenizer.encode(paragraphs[i], /*add_bos=*/false, /*dummy_prefix=*/i == 0);
+    tokens.insert(tokens.end(), encoded.begin(), encoded.end());
+  }
+  return tokens;
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("kvc::engine::read_text_file", "cannot open {}", path.string());
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  std::string text = std::move(buffer).str();
+  if (text.empty()) fail("kvc::engine::read_text_file", "{} is empty", path.string());
+  return text;
+}
+
+Windows make_windows(std::vector<std::int32_t> tokens, std::size_t window, std::size_t max_windows) {
+  if (window == 0) fail("kvc::engine::make_windows", "window length must be positive");
+  Windows w{std::move(tokens), window, 0};
+  const std::size_t available = w.available();
+  if (available == 0)
+    fail("kvc::engine::make_windows", "the text has {} tokens, fewer than one window of {}",
+         w.tokens.size(), window);
+  w.count = max_windows == 0 ? available : std::min(max_windows, available);
+  return w;
+}
+
+}  // namespace kvc::engine

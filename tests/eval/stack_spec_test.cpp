@@ -1,0 +1,103 @@
+// Stack specs: the parser and the registry's checks, with errors that name the wrong token.
+#include "kvc/core/error.hpp"
+#include "kvc_engine/registry.hpp"
+#include "kvc_engine/stack_spec.hpp"
+
+#include <gmock/gmock.h>
+
+namespace kvc::test {
+namespace {
+
+using namespace kvc::engine;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+std::string spec_error(std::string_view text) {
+  try {
+    check_stack(parse_stack(text));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(StackSpec, ParsesComponentsAndParameters) {
+  const StackSpec s = parse_stack("pyramid:budget=64,beta=10 + h2o:recent=0.25+int4:group=8");
+  ASSERT_EQ(s.components.size(), 3u);
+  EXPECT_EQ(s.components[0].name, "pyramid");
+  ASSERT_EQ(s.components[0].params.size(), 2u);
+  EXPECT_EQ(s.components[0].params[0].key, "budget");
+  EXPECT_EQ(s.components[0].params[0].value, 64.0);
+  EXPECT_EQ(s.components[0].params[1].key, "beta");
+  EXPECT_EQ(s.components[1].name, "h2o");
+  EXPECT_EQ(s.components[1].params[0].value, 0.25);
+  EXPECT_EQ(s.components[2].name, "int4");
+  EXPECT_EQ(parse_stack("full").components.size(), 1u);
+}
+
+TEST(StackSpec, AcceptsEveryExampleOfTheIssue) {
+  for (const char* text : {"full", "streaming:sinks=4,recent=60", "h2o:budget=64", "h2o:budget=64+int4:group=8",
+                           "pyramid:budget=64+h2o", "int8:group=8", "svd:rank=4", "h2o:budget=64+d2o",
+                           "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16"})
+    EXPECT_EQ(spec_error(text), "no error") << text;
+}
+
+TEST(StackSpec, SyntaxErrorsQuoteTheToken) {
+  EXPECT_THAT(spec_error(""), HasSubstr("empty stack"));
+  EXPECT_THAT(spec_error("h2o:budget=64++int4"), HasSubstr("empty component at offset 14"));
+  EXPECT_THAT(spec_error("h2o:budget=abc"), HasSubstr("value 'abc' of parameter 'budget' of 'h2o' is not a number"));
+  EXPECT_THAT(spec_error("h2o:budget"), HasSubstr("parameter 'budget' of 'h2o' must be written key=value"));
+  EXPECT_THAT(spec_error("h2o:"), HasSubstr("has a ':' but no parameters"));
+  EXPECT_THAT(spec_error("h2o:budget=1,budget=2"), HasSubstr("parameter 'budget' of 'h2o' is given twice"));
+  EXPECT_THAT(spec_error("9lives"), HasSubstr("'9lives' is not a policy name"));
+}
+
+TEST(StackSpec, UnknownNamesListTheValidOnes) {
+  EXPECT_THAT(spec_error("h2o:budget=64+int3"),
+              AllOf(HasSubstr("unknown component 'int3' at offset 14"), HasSubstr("valid names: full, f16"),
+                    HasSubstr("int4"), HasSubstr("streaming"), HasSubstr("svd")));
+}
+
+TEST(StackSpec, UnknownParametersListTheValidOnes) {
+  EXPECT_THAT(spec_error("h2o:budgt=64"),
+              AllOf(HasSubstr("unknown parameter 'budgt' of 'h2o'"), HasSubstr("budget=0"), HasSubstr("recent=0.5")));
+  EXPECT_THAT(spec_error("full:budget=3"), HasSubstr("'full' takes no parameters"));
+}
+
+TEST(StackSpec, ValuesAreRangeAndTypeChecked) {
+  EXPECT_THAT(spec_error("h2o:budget=6.5"), HasSubstr("'budget' of 'h2o' must be an integer, got 6.5"));
+  EXPECT_THAT(spec_error("h2o:budget=64,recent=2"), HasSubstr("'recent' of 'h2o' must be in [0, 1], got 2"));
+  EXPECT_THAT(spec_error("int4:value_bits=9"), HasSubstr("must be in [0, 8]"));
+}
+
+TEST(StackSpec, FamiliesAndTheirDependenciesAreChecked) {
+  EXPECT_THAT(spec_error("h2o:budget=64+streaming"),
+              HasSubstr("'h2o' and 'streaming' are both selection components"));
+  EXPECT_THAT(spec_error("int8+int4"), HasSubstr("both quantization components"));
+  EXPECT_THAT(spec_error("pyramid:budget=64"), HasSubstr("needs a selection policy"));
+  EXPECT_THAT(spec_error("d2o"), HasSubstr("merging policy folds evicted tokens"));
+  EXPECT_THAT(spec_error("h2o"), HasSubstr("eviction needs a budget"));
+  EXPECT_THAT(spec_error("full+int8"), HasSubstr("'full' is the uncompressed cache"));
+  EXPECT_THAT(spec_error("streaming:sinks=4,recent=60+pyramid:budget=32"),
+              HasSubstr("another component already set budget=64"));
+}
+
+TEST(StackSpec, DescribeListsEveryComponent) {
+  const std::string d = describe_components();
+  for (const ComponentInfo& c : registered_components()) EXPECT_THAT(d, HasSubstr(c.name));
+  EXPECT_THAT(d, HasSubstr("streaming:sinks=4,recent=60"));
+}
+
+TEST(StackSpec, BuildsCachesOfTheRightShape) {
+  const Shape shape{2, 4, 2, 8};
+  for (const char* text : {"full", "h2o:budget=16+int8", "pyramid:budget=16+h2o+d2o", "streaming:sinks=2,recent=6"}) {
+    auto cache = make_cache(parse_stack(text), shape, 64);
+    ASSERT_TRUE(cache) << text;
+    EXPECT_EQ(cache->shape(), shape);
+    EXPECT_EQ(cache->tokens(), 0u);
+  }
+  EXPECT_THROW((void)make_cache(parse_stack("svd:rank=4"), shape, 64), Error) << "svd needs calibration data";
+}
+
+}  // namespace
+}  // namespace kvc::test
