@@ -45,11 +45,13 @@ static_assert(noexcept(std::declval<const lowrank::SVD&>().restore_value(0, 0, n
 // Parameters are aggregates' designated initializers, as in the docs.
 constexpr select::StreamingLLM kSinks{.sinks = 4};
 static_assert(kSinks.sinks == 4);
-inline const select::H2O kH2O{.recent_fraction = 0.5};
-inline const budget::PyramidKV kPyramid{.beta = 20, .window = 8};
-inline const quant::PerToken kInt4{.bits = 4, .group = 32, .value_bits = 8};
-inline const lowrank::SVD kSvd{.rank = 16};
-inline const merge::D2O kD2O{.ema = 0.5f};
+[[maybe_unused]] void parameters_are_designated_initializers() {
+  [[maybe_unused]] const select::H2O h2o{.recent_fraction = 0.5};
+  [[maybe_unused]] const budget::PyramidKV pyramid{.beta = 20, .window = 8};
+  [[maybe_unused]] const quant::PerToken int4{.bits = 4, .group = 32, .value_bits = 8};
+  [[maybe_unused]] const lowrank::SVD svd{.rank = 16};
+  [[maybe_unused]] const merge::D2O d2o{.ema = 0.5f};
+}
 
 // Every family at once, in any order, in both layouts.
 using Everything = KVCache<PagedLayout, quant::PerToken, lowrank::SVD, merge::D2O, budget::PyramidKV, select::H2O>;
