@@ -35,9 +35,11 @@
 // weigh the same); threshold = none (the paper's EMA).
 //
 // Cost per compression of a head with K kept and E evicted tokens of key dim d (value dim dv):
-// O(E K d) time (twice with the EMA: a first pass for the mean); bytes: one float of state per
-// (layer, KV head) (memory_bytes()), plus scratch sized in setup() for the largest budget,
-// max_budget * (2 d + dv + 2) + d + dv floats (workspace_bytes()). merge() allocates nothing.
+// O(E K d) time (each evicted token's nearest kept token is found once, for both the threshold
+// and the merge); bytes: one float of state per (layer, KV head) (memory_bytes()), plus scratch
+// sized in setup() for the largest budget, max_budget * (2 d + dv + 2) + d + dv floats and
+// 8 bytes per evicted token (workspace_bytes()). merge() allocates nothing once the largest
+// eviction (budget + compress_slack + 1 tokens in steady state) has been seen.
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/merging.hpp"
 #include "kvc/concepts/setup.hpp"
@@ -64,6 +66,9 @@ struct D2OState {
   std::vector<float> tau;  // per (layer, KV head); NaN until the head's first compression
   std::size_t max_budget = 0, key_dim = 0, value_dim = 0;
   std::vector<float> kept_keys, inv_norm, acc_keys, acc_values, weight, key, value;
+  // Nearest kept token of each evicted one, found once for both the threshold and the merge.
+  std::vector<std::uint32_t> match_index;
+  std::vector<float> match_similarity;
 };
 }  // namespace detail
 
@@ -100,6 +105,8 @@ struct D2O {
     s.weight.assign(s.max_budget, 0.0f);
     s.key.assign(s.key_dim, 0.0f);
     s.value.assign(s.value_dim, 0.0f);
+    s.match_index.reserve(s.max_budget + setup.compress_slack + 1);
+    s.match_similarity.reserve(s.max_budget + setup.compress_slack + 1);
     s.shape = setup.shape;
   }
 
@@ -116,22 +123,32 @@ struct D2O {
       s.weight[j] = 0.0f;
     }
 
+    // Grows only past the largest eviction seen (a long prompt's first compression).
+    s.match_index.resize(evicted.size());
+    s.match_similarity.resize(evicted.size());
+    double total = 0.0;
+    for (std::size_t i = 0; i < evicted.size(); ++i) {
+      const Match m = nearest(head, evicted[i], keep.size());
+      s.match_index[i] = static_cast<std::uint32_t>(m.index);
+      s.match_similarity[i] = m.similarity;
+      total += m.similarity;
+    }
     float& tau = s.tau[s.shape.head_index(head.layer(), head.kv_head())];
     float cut;
     if (threshold) {
       cut = *threshold;
     } else {
-      double total = 0.0;
-      for (const std::uint32_t e : evicted) total += nearest(head, e, keep.size()).similarity;
       const auto mean = static_cast<float>(total / static_cast<double>(evicted.size()));
       tau = std::isnan(tau) ? mean : ema * tau + (1.0f - ema) * mean;
       cut = tau;
     }
 
     constexpr float e1 = std::numbers::e_v<float>;
-    for (const std::uint32_t e : evicted) {
-      const Match m = nearest(head, e, keep.size());  // leaves the evicted key in s.key
+    for (std::size_t i = 0; i < evicted.size(); ++i) {
+      const std::uint32_t e = evicted[i];
+      const Match m{s.match_index[i], s.match_similarity[i]};
       if (m.similarity < cut) continue;
+      head.load_key(e, {s.key.data(), kd});
       float* acc_k = s.acc_keys.data() + m.index * kd;
       float* acc_v = s.acc_values.data() + m.index * vd;
       if (s.weight[m.index] == 0.0f) {  // first merge into this kept token: start from itself
@@ -171,8 +188,9 @@ struct D2O {
   [[nodiscard]] std::size_t workspace_bytes() const noexcept {
     const auto& s = state;
     return (s.kept_keys.capacity() + s.inv_norm.capacity() + s.acc_keys.capacity() + s.acc_values.capacity() +
-            s.weight.capacity() + s.key.capacity() + s.value.capacity()) *
-           sizeof(float);
+            s.weight.capacity() + s.key.capacity() + s.value.capacity() + s.match_similarity.capacity()) *
+               sizeof(float) +
+           s.match_index.capacity() * sizeof(std::uint32_t);
   }
 
  private:
@@ -180,6 +198,18 @@ struct D2O {
     std::size_t index;  // into keep
     float similarity;
   };
+
+  // Eight independent partial sums, so the compiler can keep them in one vector register.
+  static float dot_product(const float* a, const float* b, std::size_t n) noexcept {
+    float part[8] = {};
+    std::size_t d = 0;
+    for (; d + 8 <= n; d += 8)
+      for (std::size_t i = 0; i < 8; ++i) part[i] += a[d + i] * b[d + i];
+    float sum = 0.0f;
+    for (; d < n; ++d) sum += a[d] * b[d];
+    for (float p : part) sum += p;
+    return sum;
+  }
 
   static float inverse_norm(const float* x, std::size_t n) noexcept {
     float sq = 0.0f;
@@ -196,8 +226,7 @@ struct D2O {
     Match best{0, -std::numeric_limits<float>::infinity()};
     for (std::size_t j = 0; j < kept; ++j) {
       const float* k = s.kept_keys.data() + j * kd;
-      float dot = 0.0f;
-      for (std::size_t d = 0; d < kd; ++d) dot += k[d] * s.key[d];
+      const float dot = dot_product(k, s.key.data(), kd);
       const float u = std::clamp(dot * inv_e * s.inv_norm[j], -1.0f, 1.0f);
       if (u > best.similarity) best = {j, u};
     }
