@@ -134,7 +134,8 @@ void BM_QuantizeChannels(benchmark::State& state, Isa isa, Dtype d, std::size_t 
 constexpr std::size_t kHeadDim = 128, kQueryHeads = 32, kKvHeads = 8;
 constexpr std::size_t kColdBytes = 512 * kMiB;
 
-void BM_Attend(benchmark::State& state, Isa isa, RowFormat f, std::size_t tokens, bool cold) {
+void BM_Attend(benchmark::State& state, Isa isa, RowFormat f, std::size_t tokens, bool cold,
+               kvc::kernels::Precision precision) {
   const auto& t = kvc::kernels::table(isa);
   const std::size_t rb = kvc::kernels::row_bytes(f, kHeadDim);
   const std::size_t head_bytes = tokens * rb;                  // K (or V) rows of one KV head
@@ -171,6 +172,7 @@ void BM_Attend(benchmark::State& state, Isa isa, RowFormat f, std::size_t tokens
       a.n_segments = 1;
       a.rows = tokens;
       a.scale = 0.0883883f;
+      a.precision = precision;
       a.m = m.data() + h * group;
       a.l = l.data() + h * group;
       a.acc = acc.data() + h * group * kHeadDim;
@@ -192,6 +194,7 @@ void register_all() {
                                          {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}, {Dtype::q2, 64},
                                          {Dtype::q2, 128}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
   for (Isa isa : kvc::kernels::supported_isas()) {
+    if (isa == Isa::avx512vnni) continue;  // its codecs are the avx512 ones
     const std::string in = kvc::kernels::isa_name(isa);
     for (RowFormat f : quantized) {
       if (isa == Isa::scalar && f.group != 0 && f.group != 32) continue;  // the reference is slow
@@ -209,14 +212,18 @@ void register_all() {
 
   const std::vector<RowFormat> formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0},
                                        {Dtype::q8, 32}, {Dtype::q4, 32}, {Dtype::q2, 32}};
+  // avx512vnni differs from avx512 only in Precision::fast over quantized rows: "+fast" only.
   for (Isa isa : kvc::kernels::supported_isas())
     for (RowFormat f : formats)
       for (std::size_t tokens : {1024, 4096, 16384, 65536})
         for (bool cold : {false, true}) {
           if (isa == Isa::scalar && (tokens != 4096 || cold)) continue;  // one reference point
-          const std::string name = "attend/" + std::string(kvc::kernels::isa_name(isa)) + "/" + format_name(f) + "/" +
-                                   std::to_string(tokens) + (cold ? "/cold" : "/warm");
-          benchmark::RegisterBenchmark(name.c_str(), BM_Attend, isa, f, tokens, cold)
+          const bool fast = isa == Isa::avx512vnni;
+          if (fast && !kvc::kernels::is_quantized(f.dtype)) continue;
+          const std::string name = "attend/" + std::string(kvc::kernels::isa_name(isa)) + (fast ? "+fast/" : "/") +
+                                   format_name(f) + "/" + std::to_string(tokens) + (cold ? "/cold" : "/warm");
+          benchmark::RegisterBenchmark(name.c_str(), BM_Attend, isa, f, tokens, cold,
+                                       fast ? kvc::kernels::Precision::fast : kvc::kernels::Precision::exact)
               ->MinTime(kMinTime)
               ->Unit(benchmark::kMillisecond);
         }

@@ -31,6 +31,7 @@ constexpr bool bit(std::uint32_t r, unsigned i) noexcept { return ((r >> i) & 1u
 struct Features {
   bool avx2 = false;
   bool avx512 = false;
+  bool avx512vnni = false;
 };
 
 Features detect() noexcept {
@@ -43,8 +44,9 @@ Features detect() noexcept {
   const bool zmm_state = ymm_state && (xcr0 & 0xE0u) == 0xE0u;  // opmask, ZMM0-15 upper, ZMM16-31
   const Regs l7 = cpuid(7, 0);
   f.avx2 = ymm_state && bit(l7.b, 5);
-  // F, DQ, BW, VL: the AVX-512 kernels use nothing else (VNNI and BF16 are not needed).
+  // F, DQ, BW, VL: the avx512 table uses nothing else.
   f.avx512 = f.avx2 && zmm_state && bit(l7.b, 16) && bit(l7.b, 17) && bit(l7.b, 30) && bit(l7.b, 31);
+  f.avx512vnni = f.avx512 && bit(l7.c, 11);  // not implied by F/DQ/BW/VL (Skylake-X lacks it)
   return f;
 }
 
@@ -56,6 +58,7 @@ bool cpu_supports(Isa isa) noexcept {
     case Isa::scalar: return true;
     case Isa::avx2: return features.avx2;
     case Isa::avx512: return features.avx512;
+    case Isa::avx512vnni: return features.avx512vnni;
   }
   return false;
 }

@@ -24,6 +24,7 @@ const std::vector<std::string> default_panel = {
     "full",
     "f16",
     "int8",
+    "int8:fast=1",
     "int4",
     "svd:rank=6",
     "streaming:sinks=4,recent=60",

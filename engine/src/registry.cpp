@@ -99,8 +99,10 @@ Entry<quant::PerToken> quantizer(std::string name, unsigned bits) {
       std::move(name), "quantization",
       fmt::format("{}-bit asymmetric per-token quantization of keys and values, one f16 scale and min per group", bits),
       {{"group", 0, 0, 4096, true, "channels per scale; 0 = min(32, head_dim); a multiple of 8"},
-       {"value_bits", 0, 0, 8, true, "bits of the values (8, 4, 2); 0 = same as the keys"}},
+       {"value_bits", 0, 0, 8, true, "bits of the values (8, 4, 2); 0 = same as the keys"},
+       {"fast", 0, 0, 1, true, "1 = Precision::fast attention: int8 query and weights (AVX512-VNNI CPUs)"}},
       [bits](const Values& v, Settings& s) {
+        if (v.count("fast") == 1) s.options.precision = kernels::Precision::fast;
         std::size_t group = v.count("group");
         if (group == 0) group = s.shape ? std::min<std::size_t>(32, s.shape->head_dim) : 32;
         return quant::PerToken{.bits = bits, .group = unsigned(group), .value_bits = unsigned(v.count("value_bits"))};

@@ -10,6 +10,7 @@ namespace kvc::kernels {
 const Table& scalar_table() noexcept;
 const Table& avx2_table() noexcept;
 const Table& avx512_table() noexcept;
+const Table& avx512vnni_table() noexcept;
 
 namespace detail {
 bool cpu_supports(Isa isa) noexcept;
@@ -17,10 +18,10 @@ bool cpu_supports(Isa isa) noexcept;
 
 namespace {
 
-constexpr std::array<Isa, 3> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512};
+constexpr std::array<Isa, 4> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni};
 
 struct SupportedIsas {
-  std::array<Isa, 3> list{};
+  std::array<Isa, kAllIsas.size()> list{};
   std::size_t size = 0;
 };
 
@@ -41,6 +42,7 @@ const char* isa_name(Isa isa) noexcept {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
+    case Isa::avx512vnni: return "avx512vnni";
   }
   return "?";
 }
@@ -57,6 +59,7 @@ const Table& table(Isa isa) noexcept {
   switch (isa) {
     case Isa::avx2: return avx2_table();
     case Isa::avx512: return avx512_table();
+    case Isa::avx512vnni: return avx512vnni_table();
     case Isa::scalar: break;
   }
   return scalar_table();
@@ -69,7 +72,7 @@ Isa resolve_isa(const char* forced) {
     if (!isa_supported(isa)) fail("KVC_ISA", "'{}' is not supported by this CPU or OS", forced);
     return isa;
   }
-  fail("KVC_ISA", "'{}' is not one of scalar, avx2, avx512", forced);
+  fail("KVC_ISA", "'{}' is not one of scalar, avx2, avx512, avx512vnni", forced);
 }
 
 const Table& active() {

@@ -88,7 +88,7 @@ TEST(KVCache, ChunkAttentionIsCausal) {
 // Every ISA the machine has gives the reference result within float tolerance.
 TEST(KVCache, EveryIsaMatchesReference) {
   const Shape s{1, 8, 2, 64};
-  for (auto isa : {kernels::Isa::scalar, kernels::Isa::avx2, kernels::Isa::avx512}) {
+  for (auto isa : {kernels::Isa::scalar, kernels::Isa::avx2, kernels::Isa::avx512, kernels::Isa::avx512vnni}) {
     if (!kernels::isa_supported(isa)) continue;
     SCOPED_TRACE(kernels::isa_name(isa));
     KVCache<> cache(s, {.isa = isa});

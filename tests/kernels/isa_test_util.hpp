@@ -14,7 +14,7 @@
 
 namespace kvc::kernels::testing {
 
-inline constexpr std::array<Isa, 3> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512};
+inline constexpr std::array<Isa, 4> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni};
 
 class IsaTest : public ::testing::TestWithParam<Isa> {
  protected:

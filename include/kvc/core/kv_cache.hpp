@@ -419,6 +419,7 @@ class KVCache {
     args.segments = segments_.data();
     args.n_segments = n_segments;
     args.scale = scale_;
+    args.precision = options_.precision;
     args.m = max_.data();
     args.l = sum_.data();
     args.acc = acc_.data();

@@ -9,7 +9,18 @@
 
 namespace kvc::kernels {
 
-enum class Isa : std::uint8_t { scalar, avx2, avx512 };
+// avx512vnni: the avx512 kernels plus AVX512-VNNI int8 dot products for Precision::fast.
+enum class Isa : std::uint8_t { scalar, avx2, avx512, avx512vnni };
+
+// How attention over quantized keys and values (q8, q4, q2) may compute. Float formats always
+// compute exactly, and so does every format on ISAs without int8 dot products.
+//   exact: q.K and weights.V in fp32 on the dequantized rows (ref::attend within 2e-5).
+//   fast:  q is quantized to int8 once per call (per head: step = max|q| / 127) and each block
+//          of softmax weights times the rows' value scales to u8 (per head, group and block:
+//          step = max / 255), so both products run as int8 dot products (AVX512-VNNI
+//          vpdpbusd, 64 multiply-adds per instruction instead of 16); the error this adds is
+//          of the order of int8 quantization of the cache itself (docs/formats.md).
+enum class Precision : std::uint8_t { exact, fast };
 
 // A run of rows stored back to back: row i of the keys starts at k + i * k_stride.
 struct Segment {
@@ -35,6 +46,7 @@ struct AttendArgs {
   std::size_t n_segments = 0;
   std::size_t rows = 0;  // attend to the first `rows` rows of the segments (causal limit)
   float scale = 1.0f;    // logit = scale * dot(q, k)
+  Precision precision = Precision::exact;
   float* m = nullptr;    // [n_q]
   float* l = nullptr;    // [n_q]
   float* acc = nullptr;  // [n_q][v_dim]
@@ -86,7 +98,7 @@ Isa resolve_isa(const char* forced);
 const Table& table(Isa isa) noexcept;
 
 // The table chosen once per process: the best supported ISA, or the one named by the
-// environment variable KVC_ISA (scalar, avx2, avx512). Throws kvc::Error on the first call if
+// environment variable KVC_ISA (scalar, avx2, avx512, avx512vnni). Throws kvc::Error on the first call if
 // KVC_ISA names an unknown or unsupported ISA.
 const Table& active();
 

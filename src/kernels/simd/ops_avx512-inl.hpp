@@ -183,3 +183,14 @@ struct Ops512 {
     _mm256_storeu_si256(reinterpret_cast<H*>(p + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
   }
 };
+
+// Within each 128-bit lane: out[j] dword i = in[i] dword j (a 4 x 4 transpose per lane), the
+// step that puts 4 consecutive bytes of 4 rows side by side for the int8 dot products.
+inline void transpose4_epi32(const __m512i (&in)[4], __m512i (&out)[4]) noexcept {
+  const __m512i t0 = _mm512_unpacklo_epi32(in[0], in[1]), t1 = _mm512_unpackhi_epi32(in[0], in[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(in[2], in[3]), t3 = _mm512_unpackhi_epi32(in[2], in[3]);
+  out[0] = _mm512_unpacklo_epi64(t0, t2);
+  out[1] = _mm512_unpackhi_epi64(t0, t2);
+  out[2] = _mm512_unpacklo_epi64(t1, t3);
+  out[3] = _mm512_unpackhi_epi64(t1, t3);
+}

@@ -1,0 +1,54 @@
+// The AVX-512 table plus AVX512-VNNI: the same codecs and exact attention as avx512 (its
+// entries), and Precision::fast attention over quantized rows with int8 dot products. Only this
+// file is compiled with -mavx512vnni, so no other code can pick up VNNI instructions.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics self-initialize their undefined vectors (__Y = __Y), which its
+// -W(maybe-)uninitialized reports at every inlined use: a known false positive of the headers.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kvc/kernels/format.hpp"
+#include "kvc/kernels/table.hpp"
+
+namespace kvc::kernels {
+
+const Table& avx512_table() noexcept;
+
+namespace {
+
+#include "../simd/ops_avx2-inl.hpp"
+#include "../simd/ops_avx512-inl.hpp"
+#include "../simd/codec-inl.hpp"
+#include "../simd/attend-inl.hpp"
+#include "../simd/logits_int8-inl.hpp"
+#include "../simd/values_int8-inl.hpp"
+#include "../simd/int8_generic-inl.hpp"
+
+void attend_avx512vnni(const AttendArgs& a) noexcept {
+  if (a.precision != Precision::fast) return avx512_table().attend(a);
+  StageOverride over;
+  Int8Query query;  // on the stack: attend does not allocate
+  GenericInt8Query generic;
+  if (!int8_logits_stages(a, query, over)) generic_int8_logits_stages(a, generic, over);
+  if (!int8_values_stages(a, over)) generic_int8_values_stages(a, over);
+  attend<Ops512>(a, over);
+}
+
+}  // namespace
+
+const Table& avx512vnni_table() noexcept {
+  static const Table table = [] {
+    Table t = avx512_table();
+    t.isa = Isa::avx512vnni;
+    t.attend = &attend_avx512vnni;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace kvc::kernels
