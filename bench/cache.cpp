@@ -2,6 +2,7 @@
 // step (append + attend over every layer) for each layout and storage type, and the cost of a
 // compression pass. Shape: 32 query heads sharing 8 KV heads, head_dim 128.
 #include "kvc/kvc.hpp"
+#include "policy_bench.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -10,15 +11,7 @@
 
 namespace {
 
-const kvc::Shape kShape{4, 32, 8, 128};
-
-std::vector<float> random_rows(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
+using namespace kvc_bench;
 
 struct KeepRecent {
   using family = kvc::family::selection;

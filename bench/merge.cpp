@@ -11,6 +11,7 @@
 // threshold (one pass). Shape: 4 layers, 32 query heads sharing 8 KV heads, head_dim 128, f16
 // rows; random normal data with fixed seeds.
 #include "kvc/kvc.hpp"
+#include "policy_bench.hpp"
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -23,25 +24,10 @@
 
 namespace {
 
-const kvc::Shape kShape{4, 32, 8, 128};
-constexpr std::size_t kRow = 8 * 128;  // kv_heads * head_dim: one token of one layer
-constexpr auto kF16 = kvc::kernels::Dtype::f16;
+using namespace kvc_bench;
 
 enum Variant : std::int64_t { kNone = 0, kEma = 1, kFixed = 2 };
 const char* variant_name(std::int64_t v) { return v == kNone ? "none" : v == kEma ? "D2O ema" : "D2O fixed"; }
-
-std::vector<float> random_rows(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
-
-template <class Cache>
-void prefill_all(Cache& cache, const std::vector<float>& keys, const std::vector<float>& values) {
-  for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
-}
 
 // Calls body(cache) with a StreamingLLM cache, with or without D2O. Random keys are nearly
 // orthogonal (cosines around 0 +- 0.1): a fixed threshold of 0 merges about half of them.

@@ -7,6 +7,7 @@
 // keys quantize worse per token than values). Shape: 4 layers, 32 query heads sharing 8 KV
 // heads, head_dim 128; random normal data with fixed seeds.
 #include "kvc/kvc.hpp"
+#include "policy_bench.hpp"
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -20,22 +21,9 @@
 
 namespace {
 
-const kvc::Shape kShape{4, 32, 8, 128};
-constexpr std::size_t kRow = 8 * 128;  // kv_heads * head_dim: one token of one layer
+using namespace kvc_bench;
+
 constexpr unsigned kGroup = 32;
-
-std::vector<float> random_rows(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
-
-template <class Cache>
-void prefill_all(Cache& cache, const std::vector<float>& keys, const std::vector<float>& values) {
-  for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
-}
 
 std::string format_name(unsigned key_bits, unsigned value_bits) {
   // fmt rather than std::string's operator+, which trips g++ 12's -Wrestrict false positive at -O3.

@@ -9,6 +9,7 @@
 // Shape: 4 layers, 32 query heads sharing 8 KV heads, head_dim 128, f16 rows; random normal data
 // with fixed seeds.
 #include "kvc/kvc.hpp"
+#include "policy_bench.hpp"
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -22,22 +23,7 @@
 
 namespace {
 
-const kvc::Shape kShape{4, 32, 8, 128};
-constexpr std::size_t kRow = 8 * 128;  // kv_heads * head_dim: one token of one layer
-constexpr auto kF16 = kvc::kernels::Dtype::f16;
-
-std::vector<float> random_rows(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
-
-template <class Cache>
-void prefill_all(Cache& cache, const std::vector<float>& keys, const std::vector<float>& values) {
-  for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
-}
+using namespace kvc_bench;
 
 template <class P>
 const char* policy_name() {

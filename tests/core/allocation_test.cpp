@@ -1,37 +1,9 @@
-// After warm-up, append and attend allocate nothing: counted by replacing global operator new
-// in this test binary.
+// After warm-up, append and attend allocate nothing (allocations counted by the test binaries'
+// operator new, tests/support/allocation_counter.cpp).
+#include "support/allocation_counter.hpp"
 #include "core/test_policies.hpp"
 
 #include <gtest/gtest.h>
-
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
-namespace {
-std::atomic<std::size_t> g_allocations{0};
-}
-
-// GCC cannot see that every replaced operator pairs malloc/aligned_alloc with free.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  ++g_allocations;
-  const auto align = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace kvc {
 namespace {
@@ -45,13 +17,22 @@ std::size_t allocations_in_steady_state(Cache& cache, std::size_t warmup, std::s
   std::vector<float> out(q.size());
   std::size_t before = 0;
   for (std::size_t t = 0; t < warmup + steps; ++t) {
-    if (t == warmup) before = g_allocations.load();
+    if (t == warmup) before = kvc::testing::allocation_count();
     for (std::size_t layer = 0; layer < s.layers; ++layer) {
       cache.append(layer, static_cast<std::int32_t>(t), k, k);
       cache.attend(layer, q, out);
     }
   }
-  return g_allocations.load() - before;
+  return kvc::testing::allocation_count() - before;
+}
+
+// The counter the other tests rely on really sees allocations (so their zeros mean something).
+TEST(Allocation, TheCounterSeesAnAllocation) {
+  volatile std::size_t n = 3;
+  const std::size_t before = kvc::testing::allocation_count();
+  std::vector<int> v(n);
+  EXPECT_GT(kvc::testing::allocation_count(), before);
+  EXPECT_EQ(v.size(), 3u);
 }
 
 TEST(Allocation, NoneInSteadyStateWithoutPolicies) {

@@ -2,6 +2,7 @@
 // true rank r are reproduced exactly at rank r; the attention error falls as the rank grows;
 // stored rows and memory shrink; offline fitting; bad ranks and calibration data throw; the
 // projections allocate nothing in steady state (operator new is counted in this binary).
+#include "support/allocation_counter.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/quant/per_token.hpp"
@@ -10,36 +11,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <new>
 #include <random>
 #include <vector>
-
-namespace {
-std::atomic<std::size_t> g_allocations{0};
-}
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  ++g_allocations;
-  const auto align = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace kvc {
 namespace {
@@ -265,13 +239,13 @@ TEST(SVD, ProjectionsAllocateNothingInSteadyState) {
     cache.prefill(l, 0, random_vector(32 * row, rng), random_vector(32 * row, rng));
   const auto k = random_vector(row, rng), q = random_vector(s.query_heads * s.head_dim, rng);
   std::vector<float> out(q.size());
-  const std::size_t before = g_allocations.load();
+  const std::size_t before = kvc::testing::allocation_count();
   for (std::size_t t = 32; t < 300; ++t)
     for (std::size_t l = 0; l < s.layers; ++l) {
       cache.append(l, static_cast<std::int32_t>(t), k, k);
       cache.attend(l, q, out);
     }
-  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(kvc::testing::allocation_count() - before, 0u);
 }
 
 }  // namespace

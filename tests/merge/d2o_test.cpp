@@ -2,6 +2,7 @@
 // similarities and the paper's exp-weighted average), the EMA threshold, merging into quantized
 // rows, bad parameters, no allocation in steady state (operator new is counted in this binary),
 // and every family composed in one cache.
+#include "support/allocation_counter.hpp"
 #include "kvc/budget/pyramid_kv.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/lowrank/svd.hpp"
@@ -13,37 +14,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <new>
 #include <numbers>
 #include <random>
 #include <vector>
-
-namespace {
-std::atomic<std::size_t> g_allocations{0};
-}
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  ++g_allocations;
-  const auto align = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace kvc {
 namespace {
@@ -214,7 +188,7 @@ TYPED_TEST(D2OLayouts, MergingAllocatesNothingInSteadyState) {
   EXPECT_GT(cache.template get<merge::D2O>().workspace_bytes(), 0u);
   std::size_t before = 0;
   for (std::size_t t = 0; t < 200; ++t) {
-    if (t == 40) before = g_allocations.load();
+    if (t == 40) before = kvc::testing::allocation_count();
     for (std::size_t layer = 0; layer < s.layers; ++layer) {
       for (auto& x : k) x = normal(rng);
       for (auto& x : q) x = normal(rng);
@@ -222,7 +196,7 @@ TYPED_TEST(D2OLayouts, MergingAllocatesNothingInSteadyState) {
       cache.attend(layer, q, out);
     }
   }
-  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(kvc::testing::allocation_count() - before, 0u);
   EXPECT_EQ(cache.size(1, 0), 16u);
 }
 

@@ -2,43 +2,17 @@
 // and those are the heavy hitters that survive; scores follow the compaction; GQA reductions
 // change the survivors; bad parameters throw; eviction frees memory; observe() allocates nothing
 // in steady state (counted by replacing operator new in this test binary).
+#include "support/allocation_counter.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/select/h2o.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <new>
 #include <numeric>
 #include <random>
 #include <vector>
-
-namespace {
-std::atomic<std::size_t> g_allocations{0};
-}
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  ++g_allocations;
-  const auto align = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace kvc {
 namespace {
@@ -213,13 +187,13 @@ TYPED_TEST(H2OLayouts, ObserveAllocatesNothingInSteadyState) {
   std::vector<float> out(q.size());
   std::size_t before = 0;
   for (std::size_t t = 0; t < 300; ++t) {
-    if (t == 50) before = g_allocations.load();
+    if (t == 50) before = kvc::testing::allocation_count();
     for (std::size_t layer = 0; layer < s.layers; ++layer) {
       cache.append(layer, static_cast<std::int32_t>(t), k, k);
       cache.attend(layer, q, out);
     }
   }
-  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(kvc::testing::allocation_count() - before, 0u);
   EXPECT_EQ(cache.size(1, 1), 24u);
 }
 
