@@ -159,17 +159,36 @@ TEST_P(CodecTest, SaturatesAndRoundsSpecialValuesLikeTheReference) {
       EXPECT_EQ(a, b) << dtype_name(d) << " input " << special[i];
     }
   }
-  // Quantized rows of extreme groups (finite inputs): saturated f16 params, codes clamped.
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) {
-    const RowFormat f{d, 8};
-    const std::vector<float> x{1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f,
-                               -1e30f, 0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 1e30f,
-                               -7e4f, -6.6e4f, 6.6e4f, 7e4f, 1.0f, -1.0f, 0.5f, 65504.0f};
-    std::vector<std::byte> want(row_bytes(f, x.size())), got(row_bytes(f, x.size()));
-    ref::encode_rows(f, x.size(), x.data(), 0, 1, want.data(), 0);
-    kernels().encode_rows(f, x.size(), x.data(), 0, 1, got.data(), 0);
-    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size())) << dtype_name(d);
-  }
+  // Quantized rows of extreme groups (finite inputs): saturated f16 params, codes clamped. The
+  // pattern is tiled to 3 rows of 96 so that every group size's packed path sees it.
+  const std::vector<float> pattern{1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f, 1e30f,
+                                   -1e30f, 0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 1e30f,
+                                   -7e4f, -6.6e4f, 6.6e4f, 7e4f, 1.0f, -1.0f, 0.5f, 65504.0f};
+  std::vector<float> x;
+  for (std::size_t i = 0; i < 12; ++i) x.insert(x.end(), pattern.begin(), pattern.end());
+  const std::size_t dim = 96, n = x.size() / dim;
+  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+    for (std::uint16_t g : {std::uint16_t{8}, std::uint16_t{16}, std::uint16_t{32}, std::uint16_t{96}}) {
+      const RowFormat f{d, g};
+      std::vector<std::byte> want(n * row_bytes(f, dim)), got(want.size());
+      ref::encode_rows(f, dim, x.data(), dim, n, want.data(), row_bytes(f, dim));
+      kernels().encode_rows(f, dim, x.data(), dim, n, got.data(), row_bytes(f, dim));
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size())) << dtype_name(d) << " g" << g;
+    }
+}
+
+// Rows of more groups than the batched encoder takes (kEncodeMaxGroups) go row by row.
+TEST_P(CodecTest, RowsOfManyGroupsMatchTheReferenceBitwise) {
+  const std::size_t dim = 1024, n = 3;
+  const std::vector<float> x = gaussian(n * dim, 5);
+  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+    for (std::uint16_t g : {std::uint16_t{8}, std::uint16_t{16}}) {
+      const RowFormat f{d, g};
+      std::vector<std::byte> want(n * row_bytes(f, dim)), got(want.size());
+      ref::encode_rows(f, dim, x.data(), dim, n, want.data(), row_bytes(f, dim));
+      kernels().encode_rows(f, dim, x.data(), dim, n, got.data(), row_bytes(f, dim));
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size())) << dtype_name(d) << " g" << g;
+    }
 }
 
 TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {

@@ -71,121 +71,200 @@ inline void decode_rows(kvc::kernels::RowFormat f, std::size_t dim, const std::b
   }
 }
 
-// {op(a), op(b), op(c), op(d)} over the 8 lanes of each: a transpose-and-reduce, so four groups'
-// extremes cost about as much as one horizontal reduction.
-template <bool Max>
-inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) noexcept {
-  const auto op = [](__m256 x, __m256 y) { return Max ? _mm256_max_ps(x, y) : _mm256_min_ps(x, y); };
-  const __m256 ab = op(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));  // a02 b02 a13 b13 | a46..
-  const __m256 cd = op(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
-  const __m256 abcd = op(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));  // a0-3 b0-3 c0-3 d0-3 | 4-7
-  const __m128 lo = _mm256_castps256_ps128(abcd), hi = _mm256_extractf128_ps(abcd, 1);
-  return Max ? _mm_max_ps(lo, hi) : _mm_min_ps(lo, hi);
-}
-
-// One row of q8/q4/q2 with group % O::W == 0. The parameters of four groups are computed
-// together in the lanes of one 128-bit vector (f16 rounding with vcvtps2ph's rounding-mode
-// immediates), which is what makes the encoder run at memory speed.
-template <class O, unsigned bits>
-inline void encode_quantized_row(kvc::kernels::RowFormat f, std::size_t dim, const float* x, std::byte* dst) noexcept {
+// Parameters of `count` <= 4 groups (group % O::W == 0, x[k] the first element of group k),
+// computed together in the lanes of one 128-bit vector (f16 rounding with vcvtps2ph's
+// rounding-mode immediates): their {scale, min} pairs go to `params`, and the min and 1/scale
+// the codes use to mins/invs (4 entries written, whatever the count).
+template <class O>
+inline void group_params4(const float* const* x, std::size_t group, std::size_t count, float levels, std::byte* params,
+                          float* mins, float* invs) noexcept {
   using F = typename O::F;
   constexpr std::size_t W = O::W;
-  const auto levels = static_cast<float>((1u << bits) - 1u);
-  const std::size_t group = f.group, groups = dim / group;
-  std::byte* params = dst + dim * bits / 8;
-  const F vlevels = O::set1(levels);
-  for (std::size_t g0 = 0; g0 < groups; g0 += 4) {
-    const std::size_t count = min_size(4, groups - g0);
-    __m256 lo[4], hi[4];
-    for (std::size_t k = 0; k < 4; ++k) {
-      if (k >= count) {  // lanes without a group repeat the first one
-        lo[k] = lo[0];
-        hi[k] = hi[0];
-        continue;
-      }
-      const float* xg = x + (g0 + k) * group;
-      F l = O::load(xg), h = l;
-      for (std::size_t i = W; i < group; i += W) {
-        const F v = O::load(xg + i);
-        l = O::min(v, l);
-        h = O::max(v, h);
-      }
-      lo[k] = O::half_min(l);
-      hi[k] = O::half_max(h);
+  F lo[4], hi[4];
+  for (std::size_t k = 0; k < 4; ++k) {
+    if (k >= count) {  // lanes without a group repeat the first one
+      lo[k] = lo[0];
+      hi[k] = hi[0];
+      continue;
     }
-    __m128 vlo = reduce4<false>(lo[0], lo[1], lo[2], lo[3]);
-    __m128 vhi = reduce4<true>(hi[0], hi[1], hi[2], hi[3]);
-    const __m128 zero = _mm_setzero_ps();
-    if (_mm_movemask_ps(_mm_or_ps(_mm_cmpeq_ps(vlo, zero), _mm_cmpeq_ps(vhi, zero))) != 0) {
-      // A zero extreme: its sign is that of the group's first zero, as in the reference.
-      alignas(16) float l4[4], h4[4];
-      _mm_store_ps(l4, vlo);
-      _mm_store_ps(h4, vhi);
-      for (std::size_t k = 0; k < count; ++k) {
-        if (l4[k] == 0.0f) l4[k] = first_zero(x + (g0 + k) * group, group);
-        if (h4[k] == 0.0f) h4[k] = first_zero(x + (g0 + k) * group, group);
-      }
-      vlo = _mm_load_ps(l4);
-      vhi = _mm_load_ps(h4);
+    const float* xg = x[k];
+    F l = O::load(xg), h = l;
+    for (std::size_t i = W; i < group; i += W) {
+      const F v = O::load(xg + i);
+      l = O::min(v, l);
+      h = O::max(v, h);
     }
-    const __m128 max16 = _mm_set1_ps(65504.0f), min16 = _mm_set1_ps(-65504.0f);
-    const __m128i min_h = _mm_cvtps_ph(_mm_max_ps(min16, _mm_min_ps(max16, vlo)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    const __m128 min_f = _mm_cvtph_ps(min_h);
-    const __m128 q = _mm_div_ps(_mm_sub_ps(vhi, min_f), _mm_set1_ps(levels));
-    const __m128i scale_h = _mm_cvtps_ph(_mm_max_ps(min16, _mm_min_ps(max16, q)), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
-    const __m128 scale_f = _mm_cvtph_ps(scale_h);
-    const __m128 inv = _mm_and_ps(_mm_cmpgt_ps(scale_f, zero), _mm_div_ps(_mm_set1_ps(1.0f), scale_f));
-    alignas(16) std::uint16_t pairs[8];
-    _mm_store_si128(reinterpret_cast<__m128i*>(pairs), _mm_unpacklo_epi16(scale_h, min_h));
-    __builtin_memcpy(params + g0 * 4, pairs, count * 4);
-    alignas(16) float mins[4], invs[4];
-    _mm_store_ps(mins, min_f);
-    _mm_store_ps(invs, inv);
+    lo[k] = l;
+    hi[k] = h;
+  }
+  __m128 vlo = O::template reduce4<false>(lo[0], lo[1], lo[2], lo[3]);
+  __m128 vhi = O::template reduce4<true>(hi[0], hi[1], hi[2], hi[3]);
+  const __m128 zero = _mm_setzero_ps();
+  if (_mm_movemask_ps(_mm_or_ps(_mm_cmpeq_ps(vlo, zero), _mm_cmpeq_ps(vhi, zero))) != 0) {
+    // A zero extreme: its sign is that of the group's first zero, as in the reference.
+    alignas(16) float l4[4], h4[4];
+    _mm_store_ps(l4, vlo);
+    _mm_store_ps(h4, vhi);
     for (std::size_t k = 0; k < count; ++k) {
-      const float* xg = x + (g0 + k) * group;
-      const F vmin = O::set1(mins[k]), vinv = O::set1(invs[k]);
-      for (std::size_t i = 0; i < group; i += W)
-        O::store_codes(dst, (g0 + k) * group + i, bits, O::quantize(O::load(xg + i), vmin, vinv, vlevels));
+      if (l4[k] == 0.0f) l4[k] = first_zero(x[k], group);
+      if (h4[k] == 0.0f) h4[k] = first_zero(x[k], group);
+    }
+    vlo = _mm_load_ps(l4);
+    vhi = _mm_load_ps(h4);
+  }
+  const __m128 max16 = _mm_set1_ps(65504.0f), min16 = _mm_set1_ps(-65504.0f);
+  const __m128i min_h = _mm_cvtps_ph(_mm_max_ps(min16, _mm_min_ps(max16, vlo)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m128 min_f = _mm_cvtph_ps(min_h);
+  const __m128 q = _mm_div_ps(_mm_sub_ps(vhi, min_f), _mm_set1_ps(levels));
+  const __m128i scale_h = _mm_cvtps_ph(_mm_max_ps(min16, _mm_min_ps(max16, q)), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+  const __m128 scale_f = _mm_cvtph_ps(scale_h);
+  const __m128 inv = _mm_and_ps(_mm_cmpgt_ps(scale_f, zero), _mm_div_ps(_mm_set1_ps(1.0f), scale_f));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(params), _mm_unpacklo_epi16(scale_h, min_h));
+  _mm_storeu_ps(mins, min_f);
+  _mm_storeu_ps(invs, inv);
+}
+
+// Codes of `groups` consecutive groups at x, from their mins and invs, four vectors per pack
+// (one store, no narrowing per vector). PerGroup: vectors per group, when known at compile time
+// (0: any), so that the group of each vector is a constant.
+template <class O, unsigned bits, std::size_t PerGroup>
+inline void quantize_groups(const float* x, std::size_t group, std::size_t groups, const float* mins,
+                            const float* invs, std::byte* codes) noexcept {
+  constexpr std::size_t W = O::W;
+  const typename O::F levels = O::set1(static_cast<float>((1u << bits) - 1u));
+  const std::size_t per_group = PerGroup != 0 ? PerGroup : group / W, vectors = groups * per_group;
+  std::size_t v = 0;
+  if constexpr (PerGroup != 0) {
+    constexpr std::size_t span = PerGroup > 4 ? PerGroup : 4;  // vectors per unrolled step
+    for (; v + span <= vectors; v += span) {
+      const float* xv = x + v * W;
+      const float* m = mins + v / PerGroup;
+      const float* i = invs + v / PerGroup;
+      for (std::size_t p = 0; p < span; p += 4) {
+        typename O::I c[4];
+        for (std::size_t k = 0; k < 4; ++k) {
+          const std::size_t g = (p + k) / PerGroup;
+          c[k] = O::quantize_hi(O::load(xv + (p + k) * W), O::set1(m[g]), O::set1(i[g]), levels);
+        }
+        O::store_codes4(codes, (v + p) * W, bits, c);
+      }
+    }
+  }
+  for (; v < vectors; ++v) {
+    const std::size_t g = v / per_group;
+    O::store_codes(codes, v * W, bits, O::quantize(O::load(x + v * W), O::set1(mins[g]), O::set1(invs[g]), levels));
+  }
+}
+
+// quantize_groups with the vectors per group fixed where it is a power of two up to 16.
+template <class O, unsigned bits>
+inline void quantize_row_groups(const float* x, std::size_t group, std::size_t groups, const float* mins,
+                                const float* invs, std::byte* codes) noexcept {
+  switch (group / O::W) {
+    case 1: return quantize_groups<O, bits, 1>(x, group, groups, mins, invs, codes);
+    case 2: return quantize_groups<O, bits, 2>(x, group, groups, mins, invs, codes);
+    case 4: return quantize_groups<O, bits, 4>(x, group, groups, mins, invs, codes);
+    case 8: return quantize_groups<O, bits, 8>(x, group, groups, mins, invs, codes);
+    case 16: return quantize_groups<O, bits, 16>(x, group, groups, mins, invs, codes);
+    default: return quantize_groups<O, bits, 0>(x, group, groups, mins, invs, codes);
+  }
+}
+
+inline constexpr std::size_t kEncodeBatchRows = 4;
+inline constexpr std::size_t kEncodeMaxGroups = 64;    // per row, for the batched encoder
+
+// Rows of q8/q4/q2 with group % O::W == 0 and at most kEncodeMaxGroups groups, in batches of
+// kEncodeBatchRows rows: first the parameters of the batch's groups, four at a time across rows
+// (one reduction, f16 rounding and division chain per four groups, however short the rows),
+// then the codes, from L1. From DRAM, batches of 4 rows beat 1 (too little independent work
+// around each chain) and 16 (18.4 against 15.7 GB/s at group 128); computing the next batch's
+// parameters ahead of the current codes gained nothing from L2 and lost 25 % from DRAM.
+template <class O, unsigned bits>
+inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
+                                  std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
+  const auto levels = static_cast<float>((1u << bits) - 1u);
+  const std::size_t group = f.group, groups = dim / group, code_bytes = dim * bits / 8;
+  const std::size_t batch = min_size(kEncodeBatchRows, kEncodeMaxGroups / groups);
+  alignas(64) float mins[kEncodeMaxGroups], invs[kEncodeMaxGroups];
+  alignas(64) std::byte pairs[kEncodeMaxGroups * 4];
+  for (std::size_t r0 = 0; r0 < n; r0 += batch) {
+    const std::size_t rows = min_size(n - r0, batch), count = rows * groups;
+    const float* row = src + r0 * src_stride;
+    std::size_t g = 0;
+    for (std::size_t at = 0; at < count; at += 4) {
+      const float* x[4];
+      for (std::size_t k = 0; k < 4 && at + k < count; ++k) {
+        x[k] = row + g * group;
+        if (++g == groups) g = 0, row += src_stride;
+      }
+      group_params4<O>(x, group, min_size(4, count - at), levels, pairs + 4 * at, mins + at, invs + at);
+    }
+    for (std::size_t i = 0; i < rows; ++i) {
+      const std::size_t at = i * groups;
+      std::byte* y = dst + (r0 + i) * dst_stride;
+      for (std::size_t k = 0; k < groups; ++k)  // 4 bytes at a time: no call to memcpy
+        __builtin_memcpy(y + code_bytes + 4 * k, pairs + 4 * (at + k), 4);
+      quantize_row_groups<O, bits>(src + (r0 + i) * src_stride, group, groups, mins + at, invs + at, y);
     }
   }
 }
 
-// Float formats for any dim; quantized formats need group % O::W == 0 (the caller picks O).
+// Quantized rows: batched while a row has few enough groups, else row by row (the same code
+// with a batch of one row and its groups taken four at a time).
+template <class O, unsigned bits>
+inline void encode_quantized(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
+                             std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
+  const std::size_t group = f.group, groups = dim / group, code_bytes = dim * bits / 8;
+  if (groups <= kEncodeMaxGroups) return encode_quantized_rows<O, bits>(f, dim, src, src_stride, n, dst, dst_stride);
+  const auto levels = static_cast<float>((1u << bits) - 1u);
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t g0 = 0; g0 < groups; g0 += 4) {
+      const std::size_t count = min_size(4, groups - g0);
+      float mins[4], invs[4];
+      std::byte pairs[16];
+      const float* x[4];
+      for (std::size_t k = 0; k < count; ++k) x[k] = src + r * src_stride + (g0 + k) * group;
+      std::byte* y = dst + r * dst_stride;
+      group_params4<O>(x, group, count, levels, pairs, mins, invs);
+      for (std::size_t k = 0; k < count; ++k) __builtin_memcpy(y + code_bytes + (g0 + k) * 4, pairs + 4 * k, 4);
+      quantize_row_groups<O, bits>(x[0], group, count, mins, invs, y + g0 * group * bits / 8);
+    }
+}
+
+// f32, f16 and bf16 rows, any dim.
 template <class O>
-inline void encode_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
-                        std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
-  using kvc::kernels::Dtype;
+inline void encode_float_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
+                              std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
   constexpr std::size_t W = O::W;
   for (std::size_t r = 0; r < n; ++r) {
     const float* x = src + r * src_stride;
     std::byte* y = dst + r * dst_stride;
-    switch (f.dtype) {
-      case Dtype::f32:
-        __builtin_memcpy(y, x, dim * sizeof(float));
-        break;
-      case Dtype::f16:
-      case Dtype::bf16: {
-        const bool is_f16 = f.dtype == Dtype::f16;
-        for (std::size_t d = 0; d < dim; d += W) {
-          const std::size_t k = min_size(W, dim - d);
-          const typename O::F v = O::load_n(x + d, k);
-          if (is_f16)
-            O::store_f16(y + 2 * d, v, k);
-          else
-            O::store_bf16(y + 2 * d, v, k);
-        }
-        break;
-      }
-      case Dtype::q8:  // the code width is a template argument: no branch per stored vector
-        encode_quantized_row<O, 8>(f, dim, x, y);
-        break;
-      case Dtype::q4:
-        encode_quantized_row<O, 4>(f, dim, x, y);
-        break;
-      case Dtype::q2:
-        encode_quantized_row<O, 2>(f, dim, x, y);
-        break;
+    if (f.dtype == kvc::kernels::Dtype::f32) {
+      __builtin_memcpy(y, x, dim * sizeof(float));
+      continue;
     }
+    const bool is_f16 = f.dtype == kvc::kernels::Dtype::f16;
+    for (std::size_t d = 0; d < dim; d += W) {
+      const std::size_t k = min_size(W, dim - d);
+      const typename O::F v = O::load_n(x + d, k);
+      if (is_f16)
+        O::store_f16(y + 2 * d, v, k);
+      else
+        O::store_bf16(y + 2 * d, v, k);
+    }
+  }
+}
+
+// Any format; quantized formats need group % O::W == 0 (the caller picks O).
+template <class O>
+inline void encode_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
+                        std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
+  using kvc::kernels::Dtype;
+  switch (f.dtype) {  // the code width is a template argument: no branch per stored vector
+    case Dtype::q8: return encode_quantized<O, 8>(f, dim, src, src_stride, n, dst, dst_stride);
+    case Dtype::q4: return encode_quantized<O, 4>(f, dim, src, src_stride, n, dst, dst_stride);
+    case Dtype::q2: return encode_quantized<O, 2>(f, dim, src, src_stride, n, dst, dst_stride);
+    default: return encode_float_rows<O>(f, dim, src, src_stride, n, dst, dst_stride);
   }
 }
 

@@ -1,7 +1,19 @@
-// 8-lane operations (AVX2 + FMA + F16C) used by the generic kernels in kernels-inl.hpp.
+// 8-lane operations (AVX2 + FMA + F16C) used by the generic kernels (codec-inl.hpp, attend-inl.hpp).
 // Included only by per-ISA translation units, inside their own anonymous namespace, so every
 // function here has internal linkage: no AVX2 copy can be picked by the linker for another TU.
 // Needs <immintrin.h>, <cstdint> and <cstddef> to be included first.
+
+// {op(a), op(b), op(c), op(d)} over the 8 lanes of each: a transpose-and-reduce, so four groups'
+// extremes cost about as much as one horizontal reduction.
+template <bool Max>
+inline __m128 reduce4_256(__m256 a, __m256 b, __m256 c, __m256 d) noexcept {
+  const auto op = [](__m256 x, __m256 y) { return Max ? _mm256_max_ps(x, y) : _mm256_min_ps(x, y); };
+  const __m256 ab = op(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));  // a02 b02 a13 b13 | a46..
+  const __m256 cd = op(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+  const __m256 abcd = op(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));  // a0-3 b0-3 c0-3 d0-3 | 4-7
+  const __m128 lo = _mm256_castps256_ps128(abcd), hi = _mm256_extractf128_ps(abcd, 1);
+  return Max ? _mm_max_ps(lo, hi) : _mm_min_ps(lo, hi);
+}
 
 struct Ops256 {
   static constexpr std::size_t W = 8;
@@ -47,8 +59,8 @@ struct Ops256 {
     const F ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
     return half_sum(_mm256_hadd_ps(ab, cd));
   }
-  static __m256 half_min(F x) noexcept { return x; }  // 256 bits: nothing to fold
-  static __m256 half_max(F x) noexcept { return x; }
+  template <bool Max>
+  static __m128 reduce4(F a, F b, F c, F d) noexcept { return reduce4_256<Max>(a, b, c, d); }
   static float hmin(F x) noexcept {
     __m128 s = _mm_min_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     s = _mm_min_ps(s, _mm_movehl_ps(s, s));
@@ -164,6 +176,28 @@ struct Ops256 {
   static I quantize(F x, F min, F inv, F levels) noexcept {
     const F v = _mm256_mul_ps(_mm256_sub_ps(x, min), inv);
     return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), levels));
+  }
+  // As in Ops512: clamped above only, for store_codes4.
+  static I quantize_hi(F x, F min, F inv, F levels) noexcept {
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(x, min), inv), levels));
+  }
+  // 4W consecutive codes packed to `bits` at element d0, as in Ops512 (dword j of lane L holds
+  // codes 4L..4L+3 of c[j] after the packs).
+  static void store_codes4(std::byte* codes, std::size_t d0, unsigned bits, const I (&c)[4]) noexcept {
+    const I b = _mm256_permutevar8x32_epi32(
+        _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]), _mm256_packus_epi32(c[2], c[3])),
+        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    if (bits == 8) {
+      _mm256_storeu_si256(reinterpret_cast<I*>(codes + d0), b);
+    } else if (bits == 4) {
+      const I pairs = _mm256_maddubs_epi16(b, _mm256_set1_epi16(0x1001));
+      const __m128i r = _mm_packus_epi16(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + d0 / 2), r);
+    } else {
+      const I quads = _mm256_madd_epi16(_mm256_maddubs_epi16(b, _mm256_set1_epi16(0x0401)), _mm256_set1_epi32(0x00100001));
+      const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(quads), _mm256_extracti128_si256(quads, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + d0 / 4), _mm_packus_epi16(w, w));
+    }
   }
   static void store_codes(std::byte* codes, std::size_t d0, unsigned bits, I c) noexcept {
     if (bits == 8) {

@@ -47,8 +47,18 @@ struct Ops512 {
     const __m256 t = _mm256_hadd_ps(ab, cd);
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
   }
-  static __m256 half_min(F x) noexcept { return _mm256_min_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1)); }
-  static __m256 half_max(F x) noexcept { return _mm256_max_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1)); }
+  // {op(a), op(b), op(c), op(d)} over 16 lanes: the 4 x 4 transpose-and-reduce of reduce4_256
+  // in every 128-bit lane, then the lanes folded, so nothing is narrowed per vector.
+  template <bool Max>
+  static __m128 reduce4(F a, F b, F c, F d) noexcept {
+    const auto op = [](F x, F y) { return Max ? _mm512_max_ps(x, y) : _mm512_min_ps(x, y); };
+    const F ab = op(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    const F cd = op(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    F x = op(_mm512_shuffle_ps(ab, cd, 0x44), _mm512_shuffle_ps(ab, cd, 0xEE));  // lane L: a b c d of lane L
+    x = op(x, _mm512_shuffle_f32x4(x, x, 0x4E));
+    x = op(x, _mm512_shuffle_f32x4(x, x, 0xB1));
+    return _mm512_castps512_ps128(x);
+  }
   static float hmin(F x) noexcept { return _mm512_reduce_min_ps(x); }
   static float hmax(F x) noexcept { return _mm512_reduce_max_ps(x); }
 

@@ -40,8 +40,7 @@ inline void group_weights(const __m512 (&p_lo)[NH], const __m512 (&p_hi)[NH], __
     mx[h] = _mm512_max_ps(a_lo[h], a_hi[h]);
     mt[h] = _mm512_fmadd_ps(p_lo[h], m_lo, _mm512_mul_ps(p_hi[h], m_hi));
   }
-  const __m128 max4 = reduce4<true>(Ops512::half_max(mx[0]), Ops512::half_max(mx[1]), Ops512::half_max(mx[2]),
-                                    Ops512::half_max(mx[3]));
+  const __m128 max4 = Ops512::reduce4<true>(mx[0], mx[1], mx[2], mx[3]);
   // A zero maximum (255 / 0 = inf) turns into FLT_MAX: its weights are 0 * FLT_MAX = 0.
   alignas(16) float inv[4];
   _mm_store_ps(inv, _mm_min_ps(_mm_div_ps(_mm_set1_ps(255.0f), max4), _mm_set1_ps(__FLT_MAX__)));
