@@ -9,9 +9,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace kvc {
@@ -116,6 +118,41 @@ TEST(H2O, TiesGoToTheMoreRecentToken) {
   std::vector<std::uint32_t> keep(3);
   ASSERT_EQ(h.select(SelectionContext{0, 0, positions, 3}, keep), 3u);
   EXPECT_THAT(keep, ElementsAre(1u, 4u, 5u));
+}
+
+// The selection against its definition (sort by score, then recency), on scores with many ties
+// and on unobserved tail tokens, for budgets from 1 to all but one token.
+TEST(H2O, SelectKeepsTheHighestScoresWithTiesToTheMostRecent) {
+  std::mt19937 rng(11);
+  for (double fraction : {0.0, 0.3, 0.5, 1.0})
+    for (std::size_t n : {2, 7, 64, 1025}) {
+      select::H2O h{.recent_fraction = fraction};
+      const Shape s{1, 1, 1, 4};
+      const std::vector<std::size_t> budgets{n - 1};
+      h.setup(PolicySetup{.shape = s, .budgets = budgets});
+      std::vector<float> w(n - n / 8);  // the newest n / 8 tokens were never observed
+      for (auto& x : w) x = static_cast<float>(rng() % 5) * 0.25f;
+      h.observe(0, 0, w);
+      std::vector<std::int32_t> positions(n);
+      std::iota(positions.begin(), positions.end(), 0);
+      for (std::size_t budget = 1; budget < n; budget += 1 + budget / 3) {
+        SCOPED_TRACE("n " + std::to_string(n) + " budget " + std::to_string(budget) + " fraction " +
+                     std::to_string(fraction));
+        const std::size_t recent = h.recent_tokens(budget), older = n - recent;
+        std::vector<std::uint32_t> order(older);
+        std::iota(order.begin(), order.end(), 0u);
+        const auto score = [&](std::uint32_t i) { return i < w.size() ? w[i] : 0.0f; };
+        std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+          return score(a) > score(b) || (score(a) == score(b) && a > b);
+        });
+        std::vector<std::uint32_t> want(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min(budget - recent, older)));
+        for (std::size_t i = older; i < n; ++i) want.push_back(static_cast<std::uint32_t>(i));
+        std::sort(want.begin(), want.end());
+        std::vector<std::uint32_t> keep(budget);
+        keep.resize(h.select(SelectionContext{0, 0, positions, budget}, keep));
+        EXPECT_EQ(keep, want);
+      }
+    }
 }
 
 // Two query heads share one KV head (scale 1, head_dim 4). Query head A (q = e0) gives token X

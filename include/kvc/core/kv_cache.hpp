@@ -459,20 +459,10 @@ class KVCache {
   std::span<const float> combined_weights(std::size_t rows) noexcept {
     const std::size_t group = shape_.group_size();
     float* w = weights_.data();
-    for (std::size_t g = 0; g < group; ++g) {
-      const float* logits = logits_.data() + g * logits_stride_;
-      const float m = max_[g];
-      const float inv = 1.0f / sum_[g];
-      for (std::size_t r = 0; r < rows; ++r) {
-        const float p = std::exp(logits[r] - m) * inv;
-        if (g == 0)
-          w[r] = p;
-        else if (options_.gqa_reduce == GqaReduce::max)
-          w[r] = std::max(w[r], p);
-        else
-          w[r] += p;
-      }
-    }
+    const auto combine = options_.gqa_reduce == GqaReduce::max ? kernels::Combine::max : kernels::Combine::add;
+    for (std::size_t g = 0; g < group; ++g)
+      table_->softmax_weights(logits_.data() + g * logits_stride_, rows, max_[g], 1.0f / sum_[g],
+                              g == 0 ? kernels::Combine::assign : combine, w);
     if (options_.gqa_reduce == GqaReduce::mean && group > 1) {
       const float inv_group = 1.0f / static_cast<float>(group);
       for (std::size_t r = 0; r < rows; ++r) w[r] *= inv_group;

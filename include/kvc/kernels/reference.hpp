@@ -161,6 +161,14 @@ inline void attend(const AttendArgs& a) noexcept {
   }
 }
 
+inline void softmax_weights(const float* logits, std::size_t n, float max, float scale, Combine combine,
+                            float* out) noexcept {
+  for (std::size_t r = 0; r < n; ++r) {
+    const float p = std::exp(logits[r] - max) * scale;
+    out[r] = combine == Combine::assign ? p : combine == Combine::add ? out[r] + p : std::max(out[r], p);
+  }
+}
+
 // Per-channel (KIVI-style) quantization of a block of `tokens` rows: channel c's values over the
 // block's tokens form one group, with group_params' rounding, in token order (so the first of
 // several equal extremes, e.g. -0.0 vs 0.0, is the one kept). Layout: table.hpp,

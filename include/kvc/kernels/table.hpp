@@ -64,6 +64,10 @@ static constexpr std::size_t channel_block_bytes(Dtype dtype, std::size_t dim, s
   return tokens * code_bytes(RowFormat{dtype, 0}, dim) + dim * kGroupParamBytes;
 }
 
+// How softmax_weights combines a query head's weights into `out` (GQA reduction of the heads'
+// attention for the observers).
+enum class Combine : std::uint8_t { assign, add, max };
+
 struct Table {
   Isa isa;
   // Encode n rows of `dim` floats (src rows src_stride floats apart) into `format`.
@@ -80,6 +84,11 @@ struct Table {
                           std::size_t src_stride, std::byte* dst) noexcept;
   void (*decode_channels)(Dtype dtype, std::size_t dim, std::size_t tokens, const std::byte* src,
                           float* dst, std::size_t dst_stride) noexcept;
+  // out[r] = combine(out[r], exp(logits[r] - max) * scale) for r < n: one query head's softmax
+  // weights from the logits attend wrote and its final max and 1 / sum. Within 2 ulp of the
+  // reference's std::exp (not bitwise).
+  void (*softmax_weights)(const float* logits, std::size_t n, float max, float scale, Combine combine,
+                          float* out) noexcept;
 };
 
 const char* isa_name(Isa isa) noexcept;

@@ -25,8 +25,9 @@
 // head's steady state (budget + compress_slack + 1 tokens, or the capacity if larger). observe()
 // is O(visible tokens) and allocation-free while a head stays within that reservation; a head
 // that grows past it (a long prefill, auto_compress off) grows its score array like the
-// container grows its rows: amortized, during warm-up. select() is O(n log budget), in place in
-// the `keep` span. on_compact() gathers the scores of the survivors.
+// container grows its rows: amortized, during warm-up. select() is O(n): nth_element over a
+// scratch array of one key per token, reserved with the scores. on_compact() gathers the scores
+// of the survivors.
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
@@ -34,6 +35,7 @@
 #include "kvc/core/shape.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +49,7 @@ namespace detail {
 struct H2OState {
   Shape shape{};
   std::vector<std::vector<float>> scores;
+  std::vector<std::uint32_t> keys;  // select()'s scratch: one key per older token
 };
 }  // namespace detail
 
@@ -70,10 +73,13 @@ struct H2O {
     validate();
     state.shape = setup.shape;
     state.scores.assign(setup.shape.head_count(), {});
+    std::size_t largest = 0;
     for (std::size_t i = 0; i < state.scores.size(); ++i) {
       const std::size_t b = setup.budgets.empty() ? 0 : setup.budgets[i];
       state.scores[i].reserve(std::max(b + setup.compress_slack + 1, setup.capacity + 1));
+      largest = std::max(largest, state.scores[i].capacity());
     }
+    state.keys.reserve(largest);
   }
 
   // Tokens beyond the end of `weights` (appended after this query) are not touched.
@@ -83,36 +89,41 @@ struct H2O {
     for (std::size_t i = 0; i < weights.size(); ++i) s[i] += weights[i];
   }
 
-  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) const noexcept {
+  // Linear time: the heavy-th largest score among the older tokens is found with nth_element
+  // over order-preserving integer keys, then one pass in storage order keeps the tokens above
+  // it and, of those equal to it, the most recent ones. (A heap of the heavy hitters, n log
+  // budget, took 60 us for a head of 1K tokens: half of a decode step at slack 0.)
+  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) noexcept {
     const std::size_t n = c.positions.size();
     const std::size_t recent = recent_tokens(c.budget);
-    const std::size_t heavy = c.budget - recent;
+    const std::size_t older = n > recent ? n - recent : 0;
+    const std::size_t heavy = std::min(c.budget - recent, older);
     const std::span<const float> s = scores(c.layer, c.kv_head);
-    const auto score = [&](std::uint32_t i) noexcept { return i < s.size() ? s[i] : 0.0f; };
-    // better(a, b): a outranks b (higher score, or the same score and more recent). As the heap
-    // order it puts the weakest heavy hitter kept so far on top.
-    const auto better = [&](std::uint32_t a, std::uint32_t b) noexcept {
-      const float sa = score(a), sb = score(b);
-      return sa > sb || (sa == sb && a > b);
-    };
-    const auto heap_end = [&](std::size_t size) { return keep.begin() + static_cast<std::ptrdiff_t>(size); };
+    const auto key = [&](std::size_t i) noexcept { return order_key(i < s.size() ? s[i] : 0.0f); };
     std::size_t held = 0;
-    for (std::size_t t = 0; t + recent < n && heavy > 0; ++t) {
-      const auto i = static_cast<std::uint32_t>(t);
-      if (held < heavy) {
-        keep[held++] = i;
-        std::push_heap(keep.begin(), heap_end(held), better);
-      } else if (better(i, keep[0])) {
-        std::pop_heap(keep.begin(), heap_end(held), better);
-        keep[held - 1] = i;
-        std::push_heap(keep.begin(), heap_end(held), better);
+    if (heavy == older) {
+      for (std::size_t i = 0; i < older; ++i) keep[held++] = static_cast<std::uint32_t>(i);
+    } else if (heavy > 0) {
+      auto& k = state.keys;
+      k.resize(older);  // within setup()'s reservation at the steady state
+      for (std::size_t i = 0; i < older; ++i) k[i] = key(i);
+      const auto nth = k.begin() + static_cast<std::ptrdiff_t>(older - heavy);
+      std::nth_element(k.begin(), nth, k.end());
+      const std::uint32_t threshold = *nth;
+      std::size_t above = 0;
+      for (std::size_t i = 0; i < older; ++i) above += key(i) > threshold ? 1 : 0;
+      // Ties at the threshold go to the most recent: the first tied token kept is at `cut`.
+      std::size_t ties = heavy - above, cut = older;
+      while (ties > 0)
+        if (key(--cut) == threshold) --ties;
+      for (std::size_t i = 0; i < older; ++i) {
+        const std::uint32_t ki = key(i);
+        if (ki > threshold || (ki == threshold && i >= cut)) keep[held++] = static_cast<std::uint32_t>(i);
       }
     }
-    std::sort(keep.begin(), heap_end(held));
-    for (std::size_t i = n - recent; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
+    for (std::size_t i = older; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
     return held;
   }
-
   void on_compact(std::size_t layer, std::size_t kv_head, std::span<const std::uint32_t> kept) noexcept {
     auto& s = state.scores[state.shape.head_index(layer, kv_head)];
     const std::size_t old = s.size();
@@ -125,7 +136,7 @@ struct H2O {
   }
 
   [[nodiscard]] std::size_t memory_bytes() const noexcept {
-    std::size_t bytes = state.scores.capacity() * sizeof(std::vector<float>);
+    std::size_t bytes = state.scores.capacity() * sizeof(std::vector<float>) + state.keys.capacity() * sizeof(std::uint32_t);
     for (const auto& s : state.scores) bytes += s.capacity() * sizeof(float);
     return bytes;
   }
@@ -140,6 +151,13 @@ struct H2O {
   [[nodiscard]] std::size_t recent_tokens(std::size_t budget) const noexcept {
     const auto r = static_cast<std::size_t>(std::llround(static_cast<double>(budget) * recent_fraction));
     return std::min(r, budget);
+  }
+
+ private:
+  // Unsigned keys in the order of the floats (negative ones flipped whole, positive ones by sign).
+  static std::uint32_t order_key(float x) noexcept {
+    const auto u = std::bit_cast<std::uint32_t>(x);
+    return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
   }
 };
 

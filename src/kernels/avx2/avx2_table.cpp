@@ -14,6 +14,7 @@ namespace {
 #include "../simd/ops_avx2-inl.hpp"
 #include "../simd/codec-inl.hpp"
 #include "../simd/attend-inl.hpp"
+#include "../simd/softmax-inl.hpp"
 
 void encode_rows_avx2(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
                       std::byte* dst, std::size_t dst_stride) noexcept {
@@ -37,11 +38,17 @@ void decode_channels_avx2(Dtype dtype, std::size_t dim, std::size_t tokens, cons
   decode_channels<Ops256>(dtype, dim, tokens, src, dst, dst_stride);
 }
 
+void softmax_weights_avx2(const float* logits, std::size_t n, float max, float scale, Combine combine,
+                          float* out) noexcept {
+  softmax_weights<Ops256>(logits, n, max, scale, combine, out);
+}
+
 }  // namespace
 
 const Table& avx2_table() noexcept {
   static constexpr Table table{Isa::avx2,  &encode_rows_avx2,     &decode_rows_avx2,
-                               &attend_avx2, &encode_channels_avx2, &decode_channels_avx2};
+                               &attend_avx2, &encode_channels_avx2, &decode_channels_avx2,
+                               &softmax_weights_avx2};
   return table;
 }
 

@@ -21,6 +21,7 @@ namespace {
 #include "../simd/ops_avx512-inl.hpp"
 #include "../simd/codec-inl.hpp"
 #include "../simd/attend-inl.hpp"
+#include "../simd/softmax-inl.hpp"
 
 void encode_rows_avx512(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
                         std::byte* dst, std::size_t dst_stride) noexcept {
@@ -51,11 +52,17 @@ void decode_channels_avx512(Dtype dtype, std::size_t dim, std::size_t tokens, co
   decode_channels<Ops512>(dtype, dim, tokens, src, dst, dst_stride);
 }
 
+void softmax_weights_avx512(const float* logits, std::size_t n, float max, float scale, Combine combine,
+                            float* out) noexcept {
+  softmax_weights<Ops512>(logits, n, max, scale, combine, out);
+}
+
 }  // namespace
 
 const Table& avx512_table() noexcept {
   static constexpr Table table{Isa::avx512,  &encode_rows_avx512,     &decode_rows_avx512,
-                               &attend_avx512, &encode_channels_avx512, &decode_channels_avx512};
+                               &attend_avx512, &encode_channels_avx512, &decode_channels_avx512,
+                               &softmax_weights_avx512};
   return table;
 }
 

@@ -5,7 +5,7 @@ namespace kvc::kernels {
 
 const Table& scalar_table() noexcept {
   static constexpr Table table{Isa::scalar, &ref::encode_rows, &ref::decode_rows, &ref::attend,
-                                 &ref::encode_channels, &ref::decode_channels};
+                                 &ref::encode_channels, &ref::decode_channels, &ref::softmax_weights};
   return table;
 }
 
