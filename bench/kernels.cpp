@@ -212,14 +212,17 @@ void register_all() {
 
   const std::vector<RowFormat> formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0},
                                        {Dtype::q8, 32}, {Dtype::q4, 32}, {Dtype::q2, 32}};
+  // Precision::fast is the kernel the group size matters to most (per-group int32 -> fp32 steps
+  // and weights): its larger groups too.
+  const std::vector<RowFormat> fast_formats{{Dtype::q8, 32}, {Dtype::q8, 64}, {Dtype::q8, 128}, {Dtype::q4, 32},
+                                            {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}};
   // avx512vnni differs from avx512 only in Precision::fast over quantized rows: "+fast" only.
   for (Isa isa : kvc::kernels::supported_isas())
-    for (RowFormat f : formats)
+    for (RowFormat f : isa == Isa::avx512vnni ? fast_formats : formats)
       for (std::size_t tokens : {1024, 4096, 16384, 65536})
         for (bool cold : {false, true}) {
           if (isa == Isa::scalar && (tokens != 4096 || cold)) continue;  // one reference point
           const bool fast = isa == Isa::avx512vnni;
-          if (fast && !kvc::kernels::is_quantized(f.dtype)) continue;
           const std::string name = "attend/" + std::string(kvc::kernels::isa_name(isa)) + (fast ? "+fast/" : "/") +
                                    format_name(f) + "/" + std::to_string(tokens) + (cold ? "/cold" : "/warm");
           benchmark::RegisterBenchmark(name.c_str(), BM_Attend, isa, f, tokens, cold,
