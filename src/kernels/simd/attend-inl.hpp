@@ -41,14 +41,31 @@ struct Block {
   const std::byte* v[kAttendBlock];
   std::size_t n = 0;
   std::size_t first_row = 0;  // index of k[0] among the attended rows (for the logits output)
+  // The generic stages prefetch, as they go, the rows these many bytes past theirs (0: none).
+  std::size_t k_ahead = 0;
+  std::size_t v_ahead = 0;
 };
+
+// The hardware prefetchers stop at 4 KiB pages (16 f16 rows of 128), so a DRAM-resident cache
+// waits on latency at every page. The generic stages fetch each row's successor one block ahead
+// into L2, a few lines after each few FMAs: f16 attention over 4K rows went from 2.0 to 1.1 ms
+// cold and from 1.2 to 0.9 ms from L3 (16 or 48 rows ahead: no better; into L1 (T0), or all of
+// a block's V rows at once as below: no better than no prefetch).
+inline constexpr std::size_t kPrefetchRows = kAttendBlock;
+
+inline void prefetch_row(const std::byte* row, std::size_t bytes) noexcept {
+  const auto first = reinterpret_cast<std::uintptr_t>(row) & ~std::uintptr_t{63};
+  for (std::uintptr_t line = first; line < reinterpret_cast<std::uintptr_t>(row) + bytes; line += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+}
 
 // Logits of NH query heads for R rows: the q chunk of every head stays in registers while the
 // R rows' K chunks stream past it, so each K chunk is decoded once and every load feeds NH FMAs.
 // Quantized keys whose group is a multiple of the vector hold their (scale, min) per group.
 template <class O, kvc::kernels::Dtype KD, std::size_t NH, std::size_t R>
-inline void logits_rows(const kvc::kernels::AttendArgs& a, const float* q, const std::byte* const* rows,
-                        float (*logits)[kAttendBlock], std::size_t r0) noexcept {
+__attribute__((always_inline)) inline void logits_rows(const kvc::kernels::AttendArgs& a, const float* q,
+                                                       const std::byte* const* rows, float (*logits)[kAttendBlock],
+                                                       std::size_t r0) noexcept {
   using F = typename O::F;
   using Rd = Reader<O, KD>;
   constexpr std::size_t W = O::W;
@@ -70,27 +87,38 @@ inline void logits_rows(const kvc::kernels::AttendArgs& a, const float* q, const
       }
     }
   } else {
-    // Full chunks with a compile-time width (no masks, accumulators stay in registers), then
-    // the masked tail.
-    const auto step = [&](std::size_t d, std::size_t n) __attribute__((always_inline)) {
+    // The masked tail first, so that the accumulators leave the loop of full chunks (compile-time
+    // width, no masks) in registers: a tail after it made them live in memory.
+    const std::size_t full = dim - dim % W;
+    if (full < dim) {
       F qv[NH];
-      for (std::size_t h = 0; h < NH; ++h) qv[h] = O::load_n(q + h * dim + d, n);
+      for (std::size_t h = 0; h < NH; ++h) qv[h] = O::load_n(q + h * dim + full, dim - full);
       for (std::size_t r = 0; r < R; ++r) {
-        const F k = Rd::chunk(rows[r], dim, group, d, n);
+        const F k = Rd::chunk(rows[r], dim, group, full, dim - full);
+        for (std::size_t h = 0; h < NH; ++h) acc[r][h] = O::mul(qv[h], k);
+      }
+    }
+    for (std::size_t d = 0; d < full; d += W) {
+      F qv[NH];
+      for (std::size_t h = 0; h < NH; ++h) qv[h] = O::load(q + h * dim + d);
+      for (std::size_t r = 0; r < R; ++r) {
+        const F k = Rd::chunk(rows[r], dim, group, d, W);
         for (std::size_t h = 0; h < NH; ++h) acc[r][h] = O::fmadd(qv[h], k, acc[r][h]);
       }
-    };
-    std::size_t d = 0;
-    for (; d + W <= dim; d += W) step(d, W);
-    if (d < dim) step(d, dim - d);
+    }
   }
-  for (std::size_t r = 0; r < R; ++r) {
-    if constexpr (NH == 4) {
-      alignas(16) float sum[4];
-      _mm_store_ps(sum, O::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
-      for (std::size_t h = 0; h < 4; ++h) logits[h][r0 + r] = a.scale * sum[h];
-    } else {
-      for (std::size_t h = 0; h < NH; ++h) logits[h][r0 + r] = a.scale * O::hsum(acc[r][h]);
+  if constexpr (NH == 4 && R == 4 && O::W == 16) {
+    float* const out[4] = {logits[0] + r0, logits[1] + r0, logits[2] + r0, logits[3] + r0};
+    O::store_quarters(out, O::mul(O::set1(a.scale), O::sum_tile(acc)));
+  } else {
+    for (std::size_t r = 0; r < R; ++r) {
+      if constexpr (NH == 4) {
+        alignas(16) float sum[4];
+        _mm_store_ps(sum, O::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        for (std::size_t h = 0; h < 4; ++h) logits[h][r0 + r] = a.scale * sum[h];
+      } else {
+        for (std::size_t h = 0; h < NH; ++h) logits[h][r0 + r] = a.scale * O::hsum(acc[r][h]);
+      }
     }
   }
 }
@@ -101,7 +129,12 @@ inline void block_logits(const kvc::kernels::AttendArgs& a, std::size_t h0, cons
   constexpr std::size_t R = O::W == 16 ? 4 : 2;  // R*NH accumulators + NH q chunks fit the registers
   const float* q = a.q + h0 * a.k_dim;
   std::size_t r = 0;
-  for (; r + R <= b.n; r += R) logits_rows<O, KD, NH, R>(a, q, b.k + r, logits, r);
+  const std::size_t bytes = kvc::kernels::row_bytes(a.k_format, a.k_dim);
+  for (; r + R <= b.n; r += R) {
+    logits_rows<O, KD, NH, R>(a, q, b.k + r, logits, r);
+    if (b.k_ahead != 0)
+      for (std::size_t i = 0; i < R; ++i) prefetch_row(b.k[r + i] + b.k_ahead, bytes);
+  }
   for (; r < b.n; ++r) logits_rows<O, KD, NH, 1>(a, q, b.k + r, logits, r);
 }
 
@@ -126,8 +159,10 @@ inline void value_tile(const kvc::kernels::AttendArgs& a, float* const* acc, con
   if (hoist)
     for (std::size_t j = 0; j < DT; ++j)
       if (j == 0 || (d + j * W) % group == 0) reload |= 1u << j;
+  const std::size_t ahead = d == 0 ? b.v_ahead : 0, bytes = kvc::kernels::row_bytes(a.v_format, dim);
   for (std::size_t r = 0; r < b.n; ++r) {
     const std::byte* row = b.v[r];
+    if (ahead != 0) prefetch_row(row + ahead, bytes);
     F v[DT];
     if (hoist) {
       F s = O::zero(), m = O::zero();
@@ -174,7 +209,9 @@ inline void quantized_value_tile(const kvc::kernels::AttendArgs& a, float* const
   for (std::size_t h = 0; h < NH; ++h)
     for (std::size_t j = 0; j < DT; ++j)
       t[h][j] = O::fmadd(O::set1(alpha[h]), O::load(acc[h] + d + j * W), O::set1(min_term[(d + j * W) / group][h]));
+  const std::size_t ahead = d == 0 ? b.v_ahead : 0, bytes = kvc::kernels::row_bytes(a.v_format, a.v_dim);
   for (std::size_t r = 0; r < b.n; ++r) {
+    if (ahead != 0) prefetch_row(b.v[r] + ahead, bytes);
     F c[DT];
     for (std::size_t j = 0; j < DT; ++j) c[j] = O::load_codes(b.v[r], d + j * W, bits, W);
     for (std::size_t h = 0; h < NH; ++h)
@@ -236,7 +273,9 @@ inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std:
   alignas(64) float p[kHeadTile][kAttendBlock];
   logits_fn(a, h0, b, logits, prep);
 
-  float alpha[kHeadTile];
+  // exp(m_old - m_new) of every head in one vector: 0 while m_old is -inf.
+  alignas(64) float alpha[W] = {};
+  float sums[kHeadTile];
   float* acc[kHeadTile];
   for (std::size_t h = 0; h < nh; ++h) {
     const std::size_t head = h0 + h;
@@ -255,11 +294,13 @@ inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std:
       O::store(p[h] + r, e);
       sum = O::add(sum, e);
     }
-    alpha[h] = O::first(O::exp(O::sub(O::set1(m_old), vm)));  // 0 while m_old is -inf
-    a.l[head] = a.l[head] * alpha[h] + O::hsum(sum);
+    alpha[h] = m_old - m_new;
+    sums[h] = O::hsum(sum);
     a.m[head] = m_new;
     acc[h] = a.acc + head * a.v_dim;
   }
+  O::store(alpha, O::exp(O::load(alpha)));
+  for (std::size_t h = 0; h < nh; ++h) a.l[h0 + h] = a.l[h0 + h] * alpha[h] + sums[h];
   values_fn(a, acc, alpha, p, b);
 }
 
@@ -292,10 +333,10 @@ inline void stages(kvc::kernels::Dtype kd, kvc::kernels::Dtype vd, std::size_t n
   pick(vd, unused_l, vf);
 }
 
-// V rows are read once per block, after the logits: the hardware prefetchers (which stop at 4 KiB
-// pages) leave them to DRAM latency. Fetching them into L2 two blocks ahead took int8 fast attention
-// over a DRAM-resident cache from 1.36 to 0.73 ms at 4K rows (1 block: 0.76, 4 blocks: 0.83).
-// The guess is that the segment continues; past its end the hint costs bandwidth, never a fault.
+// Stages that replace the generic ones get the V rows of the block two blocks ahead fetched into
+// L2 at once instead: that took int8 fast attention over a DRAM-resident cache from 1.36 to 0.73
+// ms at 4K rows (1 block: 0.76, 4 blocks: 0.83). Here and in the generic stages the guess is that
+// the segment continues; past its end the hint costs bandwidth, never a fault.
 inline constexpr std::size_t kPrefetchBlocks = 2;
 
 inline void prefetch_rows(const std::byte* const* rows, std::size_t n, std::size_t ahead, std::size_t bytes) noexcept {
@@ -339,16 +380,27 @@ inline void attend(const kvc::kernels::AttendArgs& a, const StageOverride& over 
         r = 0;
       }
       if (s == a.n_segments) break;
-      b.k[b.n] = a.segments[s].k + r * a.k_stride;
-      b.v[b.n] = a.segments[s].v + r * a.v_stride;
-      ++b.n;
-      ++r;
-      ++row;
+      // A run of rows of one segment at a time (a row at a time cost 6 % of f16 attention).
+      std::size_t run = kAttendBlock - b.n;
+      if (run > a.segments[s].rows - r) run = a.segments[s].rows - r;
+      if (run > a.rows - row) run = a.rows - row;
+      const std::byte* k = a.segments[s].k + r * a.k_stride;
+      const std::byte* v = a.segments[s].v + r * a.v_stride;
+      for (std::size_t i = 0; i < run; ++i) {
+        b.k[b.n + i] = k + i * a.k_stride;
+        b.v[b.n + i] = v + i * a.v_stride;
+      }
+      b.n += run;
+      r += run;
+      row += run;
     }
     if (b.n == 0) break;
-    prefetch_rows(b.v, b.n, kPrefetchBlocks * kAttendBlock * a.v_stride, kvc::kernels::row_bytes(a.v_format, a.v_dim));
+    if (over.values[0] != nullptr)
+      prefetch_rows(b.v, b.n, kPrefetchBlocks * kAttendBlock * a.v_stride, kvc::kernels::row_bytes(a.v_format, a.v_dim));
     for (std::size_t h0 = 0; h0 < a.n_q; h0 += kHeadTile) {
       const bool last = h0 + kHeadTile >= a.n_q;
+      b.k_ahead = h0 == 0 ? kPrefetchRows * a.k_stride : 0;  // once per block
+      b.v_ahead = h0 == 0 ? kPrefetchRows * a.v_stride : 0;
       attend_heads<O>(a, h0, last ? last_nh : kHeadTile, b, last ? last_l : full_l, last ? last_v : full_v,
                       over.prep);
     }
