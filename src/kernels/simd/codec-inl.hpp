@@ -176,7 +176,7 @@ inline constexpr std::size_t kEncodeMaxGroups = 64;    // per row, for the batch
 // Rows of q8/q4/q2 with group % O::W == 0 and at most kEncodeMaxGroups groups, in batches of
 // kEncodeBatchRows rows: first the parameters of the batch's groups, four at a time across rows
 // (one reduction, f16 rounding and division chain per four groups, however short the rows),
-// then the codes, from L1. From DRAM (int8, group 64, GB/s): 1 row 11, 2 rows 14.4, 4 rows
+// then the codes, from L1. From DRAM (int8, group 64, one run, GB/s): 2 rows 14.4, 4 rows
 // 19.5, 8 rows 20.4 (16 rows lost again at group 128); computing the next batch's parameters
 // ahead of the current codes gained nothing from L2 and lost 25 % from DRAM.
 template <class O, unsigned bits>
