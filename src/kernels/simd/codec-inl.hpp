@@ -171,14 +171,14 @@ inline void quantize_row_groups(const float* x, std::size_t group, std::size_t g
 }
 
 inline constexpr std::size_t kEncodeBatchRows = 8;
-inline constexpr std::size_t kEncodeMaxGroups = 64;    // per row, for the batched encoder
+inline constexpr std::size_t kEncodeMaxGroups = 64;  // per batch, for the batched encoder
 
 // Rows of q8/q4/q2 with group % O::W == 0 and at most kEncodeMaxGroups groups, in batches of
 // kEncodeBatchRows rows: first the parameters of the batch's groups, four at a time across rows
 // (one reduction, f16 rounding and division chain per four groups, however short the rows),
 // then the codes, from L1. From DRAM (int8, group 64, one run, GB/s): 2 rows 14.4, 4 rows
-// 19.5, 8 rows 20.4 (16 rows lost again at group 128); computing the next batch's parameters
-// ahead of the current codes gained nothing from L2 and lost 25 % from DRAM.
+// 19.5, 8 rows 20.4; computing the next batch's parameters ahead of the current codes gained
+// nothing from L2 and lost 25 % from DRAM.
 template <class O, unsigned bits>
 inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
                                   std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
