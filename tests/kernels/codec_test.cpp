@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <functional>
+#include <initializer_list>
 
 namespace kvc::kernels::testing {
 namespace {
@@ -83,6 +84,21 @@ float f16_param(const std::byte* row, RowFormat f, std::size_t dim, std::size_t 
   std::uint16_t h;
   std::memcpy(&h, row + code_bytes(f, dim) + g * kGroupParamBytes + 2 * which, 2);
   return half::f16_to_f32(h);
+}
+
+// Rows x (dense, `dim` floats each) encoded by `t` and by the reference in q8, q4 and q2 at
+// each group size: bitwise equal.
+void expect_quantized_rows_match(const Table& t, const std::vector<float>& x, std::size_t dim,
+                                 std::initializer_list<std::uint16_t> groups) {
+  const std::size_t n = x.size() / dim;
+  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+    for (std::uint16_t g : groups) {
+      const RowFormat f{d, g};
+      std::vector<std::byte> want(n * row_bytes(f, dim)), got(want.size());
+      ref::encode_rows(f, dim, x.data(), dim, n, want.data(), row_bytes(f, dim));
+      t.encode_rows(f, dim, x.data(), dim, n, got.data(), row_bytes(f, dim));
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size())) << dtype_name(d) << " g" << g;
+    }
 }
 
 using CodecTest = IsaTest;
@@ -166,29 +182,14 @@ TEST_P(CodecTest, SaturatesAndRoundsSpecialValuesLikeTheReference) {
                                    -7e4f, -6.6e4f, 6.6e4f, 7e4f, 1.0f, -1.0f, 0.5f, 65504.0f};
   std::vector<float> x;
   for (std::size_t i = 0; i < 12; ++i) x.insert(x.end(), pattern.begin(), pattern.end());
-  const std::size_t dim = 96, n = x.size() / dim;
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
-    for (std::uint16_t g : {std::uint16_t{8}, std::uint16_t{16}, std::uint16_t{32}, std::uint16_t{96}}) {
-      const RowFormat f{d, g};
-      std::vector<std::byte> want(n * row_bytes(f, dim)), got(want.size());
-      ref::encode_rows(f, dim, x.data(), dim, n, want.data(), row_bytes(f, dim));
-      kernels().encode_rows(f, dim, x.data(), dim, n, got.data(), row_bytes(f, dim));
-      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size())) << dtype_name(d) << " g" << g;
-    }
+  const std::size_t dim = 96;
+  expect_quantized_rows_match(kernels(), x, dim, {8, 16, 32, 96});
 }
 
 // Rows of more groups than the batched encoder takes (kEncodeMaxGroups) go row by row.
 TEST_P(CodecTest, RowsOfManyGroupsMatchTheReferenceBitwise) {
   const std::size_t dim = 1024, n = 3;
-  const std::vector<float> x = gaussian(n * dim, 5);
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
-    for (std::uint16_t g : {std::uint16_t{8}, std::uint16_t{16}}) {
-      const RowFormat f{d, g};
-      std::vector<std::byte> want(n * row_bytes(f, dim)), got(want.size());
-      ref::encode_rows(f, dim, x.data(), dim, n, want.data(), row_bytes(f, dim));
-      kernels().encode_rows(f, dim, x.data(), dim, n, got.data(), row_bytes(f, dim));
-      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size())) << dtype_name(d) << " g" << g;
-    }
+  expect_quantized_rows_match(kernels(), gaussian(n * dim, 5), dim, {8, 16});
 }
 
 TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
