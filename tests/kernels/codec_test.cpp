@@ -28,6 +28,13 @@ std::vector<Data> data_kinds() {
        },
        true},
       {"equal_rows", [](std::size_t n, std::size_t dim) { return std::vector<float>(n * dim, 0.3f); }, true},
+      {"offset_narrow",  // far from zero next to their range: x - min must not lose the range
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 13);
+         for (auto& x : v) x = 1000.0f + 0.01f * x;
+         return v;
+       },
+       true},
       {"signed_zeros",
        [](std::size_t n, std::size_t dim) {
          std::vector<float> v(n * dim);
