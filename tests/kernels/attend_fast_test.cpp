@@ -56,18 +56,10 @@ Result run(const Table& t, const FastCase& c, const Encoded& e, const std::vecto
   for (std::size_t call = 0; call < calls; ++call) {
     const std::size_t end = c.n * (call + 1) / calls;
     const Segment seg{e.k_row(done), e.v_row(done), end - done};
-    AttendArgs a;
-    a.q = q.data();
-    a.n_q = c.n_q;
-    a.k_dim = a.v_dim = c.dim;
-    a.k_format = c.kf;
-    a.v_format = c.vf;
-    a.k_stride = e.k_stride;
-    a.v_stride = e.v_stride;
+    AttendArgs a = attend_args(q.data(), c.n_q, c.dim, c.kf, c.vf, e.k_stride, e.v_stride, scale);
     a.segments = &seg;
     a.n_segments = 1;
     a.rows = seg.rows;
-    a.scale = scale;
     a.precision = p;
     a.m = res.m.data();
     a.l = res.l.data();
@@ -240,12 +232,7 @@ TEST_P(AttendFastTest, ZeroQueryAndZeroValuesStayFinite) {
   ref::encode_rows(f, dim, zeros.data(), dim, n, v.data(), row_bytes(f, dim));
   const Segment seg{k.data(), v.data(), n};
   std::vector<float> m(2, -std::numeric_limits<float>::infinity()), l(2, 0.0f), acc(2 * dim, 1.0f);
-  AttendArgs a;
-  a.q = q.data();
-  a.n_q = 2;
-  a.k_dim = a.v_dim = dim;
-  a.k_format = a.v_format = f;
-  a.k_stride = a.v_stride = row_bytes(f, dim);
+  AttendArgs a = attend_args(q.data(), 2, dim, f, f, row_bytes(f, dim), row_bytes(f, dim), AttendArgs{}.scale);
   a.segments = &seg;
   a.n_segments = 1;
   a.rows = n;

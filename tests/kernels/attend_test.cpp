@@ -88,15 +88,7 @@ void check(const Table& t, const Case& c) {
   }
   const float tol = kTolerance * std::max(1.0f, kappa / 32.0f);
 
-  AttendArgs base;
-  base.q = q.data();
-  base.n_q = c.n_q;
-  base.k_dim = base.v_dim = c.dim;
-  base.k_format = c.kf;
-  base.v_format = c.vf;
-  base.k_stride = rows.k_stride;
-  base.v_stride = rows.v_stride;
-  base.scale = scale;
+  AttendArgs base = attend_args(q.data(), c.n_q, c.dim, c.kf, c.vf, rows.k_stride, rows.v_stride, scale);
   base.logits_stride = c.rows;
 
   State want(c.n_q, c.dim, c.rows);

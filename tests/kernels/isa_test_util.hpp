@@ -48,6 +48,22 @@ class Misaligned {
   T* data_;
 };
 
+// What stays the same across the calls of one attention: the query heads, the row formats and
+// strides, the scale. Segments, rows and the output state are set per call.
+inline AttendArgs attend_args(const float* q, std::size_t n_q, std::size_t dim, RowFormat kf, RowFormat vf,
+                              std::size_t k_stride, std::size_t v_stride, float scale) {
+  AttendArgs a;
+  a.q = q;
+  a.n_q = n_q;
+  a.k_dim = a.v_dim = dim;
+  a.k_format = kf;
+  a.v_format = vf;
+  a.k_stride = k_stride;
+  a.v_stride = v_stride;
+  a.scale = scale;
+  return a;
+}
+
 inline std::vector<float> gaussian(std::size_t n, unsigned seed, float sigma = 1.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, sigma);

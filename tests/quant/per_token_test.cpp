@@ -133,6 +133,12 @@ TEST(PerToken, MemoryShrinksInBothLayouts) {
   EXPECT_LT(pq8, pool_bytes(144) + pool_bytes(144) / 10);  // rows dominate; block tables and positions are small
 }
 
+double max_diff(const std::vector<float>& x, const std::vector<float>& y) {
+  double d = 0.0;
+  for (std::size_t i = 0; i < x.size(); ++i) d = std::max(d, static_cast<double>(std::abs(x[i] - y[i])));
+  return d;
+}
+
 // Attention over int8 rows stays close to exact attention; int4 less so, but still close.
 TEST(PerToken, AttentionStaysCloseToExact) {
   const Shape s{1, 8, 2, 64};
@@ -147,8 +153,7 @@ TEST(PerToken, AttentionStaysCloseToExact) {
     cache.prefill(0, 0, keys, values);
     std::vector<float> out(qn);
     cache.attend(0, q, out);
-    double err = 0.0;
-    for (std::size_t i = 0; i < qn; ++i) err = std::max(err, static_cast<double>(std::abs(out[i] - exact[i])));
+    const double err = max_diff(out, exact);
     if (bits == 8) {
       EXPECT_LT(err, 5e-3);
     }
@@ -171,11 +176,6 @@ TEST(PerToken, FastPrecisionIsCloseAndTakesTheInt8PathWhereAvailable) {
   const auto keys = random_vector(n * row, rng), values = random_vector(n * row, rng), q = random_vector(qn, rng);
   std::vector<float> f32(qn);
   reference::attention(s, q, keys, values, 1.0f / std::sqrt(128.0f), f32);
-  const auto max_diff = [](const std::vector<float>& x, const std::vector<float>& y) {
-    double d = 0.0;
-    for (std::size_t i = 0; i < x.size(); ++i) d = std::max(d, static_cast<double>(std::abs(x[i] - y[i])));
-    return d;
-  };
   for (const auto isa : kernels::supported_isas()) {
     SCOPED_TRACE(kernels::isa_name(isa));
     for (unsigned bits : {8u, 4u}) {

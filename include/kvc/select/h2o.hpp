@@ -110,8 +110,8 @@ struct H2O {
       const auto nth = k.begin() + static_cast<std::ptrdiff_t>(older - heavy);
       std::nth_element(k.begin(), nth, k.end());
       const std::uint32_t threshold = *nth;
-      std::size_t above = 0;
-      for (std::size_t i = 0; i < older; ++i) above += key(i) > threshold ? 1 : 0;
+      // nth_element left every key after nth >= the threshold: the ones above it are there.
+      const auto above = static_cast<std::size_t>(std::count_if(nth + 1, k.end(), [&](std::uint32_t x) { return x > threshold; }));
       // Ties at the threshold go to the most recent: the first tied token kept is at `cut`.
       std::size_t ties = heavy - above, cut = older;
       while (ties > 0)

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "kvc/kernels/format.hpp"
 #include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak

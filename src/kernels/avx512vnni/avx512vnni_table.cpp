@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "kvc/kernels/format.hpp"
 #include "kvc/kernels/table.hpp"

@@ -2,7 +2,7 @@
 // each per-ISA translation unit inside its own anonymous namespace. Equal to ref::attend within
 // the tolerances stated in tests/kernels/attend_test.cpp (not bitwise: other summation order,
 // one softmax rescale per block of rows).
-// Needs codec-inl.hpp (and what it needs) to be included first.
+// Needs codec-inl.hpp (and what it needs) and <type_traits> to be included first.
 
 // Rows per online-softmax block: kGenericBlock for the generic stages, kAttendBlock where stages
 // replace them (StageOverride: Block, LogitsFn and ValuesFn are of that size). 64 rows instead of
@@ -317,14 +317,24 @@ inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std:
   values_fn(a, acc, alpha, p, b);
 }
 
+// fn(std::integral_constant<std::size_t, NH>) for the head count nh of a tile (1..kHeadTile):
+// how every stage picks its instantiation for a tile's heads.
+template <class Fn>
+inline void with_heads(std::size_t nh, Fn&& fn) noexcept {
+  switch (nh) {
+    case 1: return fn(std::integral_constant<std::size_t, 1>{});
+    case 2: return fn(std::integral_constant<std::size_t, 2>{});
+    case 3: return fn(std::integral_constant<std::size_t, 3>{});
+    default: return fn(std::integral_constant<std::size_t, kHeadTile>{});
+  }
+}
+
 template <class O, kvc::kernels::Dtype D, std::size_t B>
 inline void stages_for(std::size_t nh, LogitsFnOf<B>& lf, ValuesFnOf<B>& vf) noexcept {
-  switch (nh) {
-    case 1: lf = &block_logits<O, D, 1, B>, vf = &block_values<O, D, 1, B>; return;
-    case 2: lf = &block_logits<O, D, 2, B>, vf = &block_values<O, D, 2, B>; return;
-    case 3: lf = &block_logits<O, D, 3, B>, vf = &block_values<O, D, 3, B>; return;
-    default: lf = &block_logits<O, D, 4, B>, vf = &block_values<O, D, 4, B>; return;
-  }
+  with_heads(nh, [&](auto NH) {
+    lf = &block_logits<O, D, NH, B>;
+    vf = &block_values<O, D, NH, B>;
+  });
 }
 
 template <class O, std::size_t B>

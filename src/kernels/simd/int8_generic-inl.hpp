@@ -108,17 +108,11 @@ template <unsigned Bits>
 inline void generic_pick(std::size_t last_nh, LogitsFn* l, ValuesFn* v) noexcept {
   if (l != nullptr) {
     l[0] = &generic_int8_logits<Bits, kHeadTile>;
-    l[1] = last_nh == 1 ? &generic_int8_logits<Bits, 1>
-           : last_nh == 2 ? &generic_int8_logits<Bits, 2>
-           : last_nh == 3 ? &generic_int8_logits<Bits, 3>
-                          : &generic_int8_logits<Bits, 4>;
+    with_heads(last_nh, [&](auto NH) { l[1] = &generic_int8_logits<Bits, NH>; });
   }
   if (v != nullptr) {
     v[0] = &generic_int8_values<Bits, kHeadTile>;
-    v[1] = last_nh == 1 ? &generic_int8_values<Bits, 1>
-           : last_nh == 2 ? &generic_int8_values<Bits, 2>
-           : last_nh == 3 ? &generic_int8_values<Bits, 3>
-                          : &generic_int8_values<Bits, 4>;
+    with_heads(last_nh, [&](auto NH) { v[1] = &generic_int8_values<Bits, NH>; });
   }
 }
 

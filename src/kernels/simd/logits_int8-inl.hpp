@@ -180,12 +180,7 @@ inline void int8_block_logits(const kvc::kernels::AttendArgs& a, std::size_t h0,
 template <kvc::kernels::Dtype KD>
 inline void int8_logits_for(std::size_t last_nh, LogitsFn (&l)[2]) noexcept {
   l[0] = &int8_block_logits<KD, kHeadTile>;
-  switch (last_nh) {
-    case 1: l[1] = &int8_block_logits<KD, 1>; return;
-    case 2: l[1] = &int8_block_logits<KD, 2>; return;
-    case 3: l[1] = &int8_block_logits<KD, 3>; return;
-    default: l[1] = &int8_block_logits<KD, 4>; return;
-  }
+  with_heads(last_nh, [&](auto NH) { l[1] = &int8_block_logits<KD, NH>; });
 }
 
 inline bool int8_logits_stages(const kvc::kernels::AttendArgs& a, Int8Query& query, StageOverride& over) noexcept {

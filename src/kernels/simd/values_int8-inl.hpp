@@ -268,12 +268,7 @@ inline void int8_block_values(const kvc::kernels::AttendArgs& a, float* const* a
 
 template <kvc::kernels::Dtype VD, std::size_t Slots, bool PerJ>
 inline void int8_values_for(std::size_t nh, ValuesFn& vf) noexcept {
-  switch (nh) {
-    case 1: vf = &int8_block_values<VD, 1, Slots, PerJ>; return;
-    case 2: vf = &int8_block_values<VD, 2, Slots, PerJ>; return;
-    case 3: vf = &int8_block_values<VD, 3, Slots, PerJ>; return;
-    default: vf = &int8_block_values<VD, 4, Slots, PerJ>; return;
-  }
+  with_heads(nh, [&](auto NH) { vf = &int8_block_values<VD, NH, Slots, PerJ>; });
 }
 
 // The weight slots each format needs for a group (a multiple of 16): q8 lanes are 16 dims,
