@@ -194,7 +194,7 @@ void register_all() {
                                          {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}, {Dtype::q2, 64},
                                          {Dtype::q2, 128}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
   for (Isa isa : kvc::kernels::supported_isas()) {
-    if (isa == Isa::avx512vnni) continue;  // its codecs are the avx512 ones
+    if (isa == Isa::avx512vnni || isa == Isa::avx512bf16) continue;  // their codecs are the avx512 ones
     const std::string in = kvc::kernels::isa_name(isa);
     for (RowFormat f : quantized) {
       if (isa == Isa::scalar && f.group != 0 && f.group != 32) continue;  // the reference is slow
@@ -216,13 +216,18 @@ void register_all() {
   // and weights): its larger groups too.
   const std::vector<RowFormat> fast_formats{{Dtype::q8, 32}, {Dtype::q8, 64}, {Dtype::q8, 128}, {Dtype::q4, 32},
                                             {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}};
-  // avx512vnni differs from avx512 only in Precision::fast over quantized rows: "+fast" only.
+  const std::vector<RowFormat> float_formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
+  // avx512vnni differs from avx512 only in Precision::fast over quantized rows, avx512bf16 from
+  // avx512vnni only in Precision::fast over float rows: "+fast" only.
+  const auto formats_of = [&](Isa isa) -> const std::vector<RowFormat>& {
+    return isa == Isa::avx512vnni ? fast_formats : isa == Isa::avx512bf16 ? float_formats : formats;
+  };
   for (Isa isa : kvc::kernels::supported_isas())
-    for (RowFormat f : isa == Isa::avx512vnni ? fast_formats : formats)
+    for (RowFormat f : formats_of(isa))
       for (std::size_t tokens : {1024, 4096, 16384, 65536})
         for (bool cold : {false, true}) {
           if (isa == Isa::scalar && (tokens != 4096 || cold)) continue;  // one reference point
-          const bool fast = isa == Isa::avx512vnni;
+          const bool fast = isa == Isa::avx512vnni || isa == Isa::avx512bf16;
           const std::string name = "attend/" + std::string(kvc::kernels::isa_name(isa)) + (fast ? "+fast/" : "/") +
                                    format_name(f) + "/" + std::to_string(tokens) + (cold ? "/cold" : "/warm");
           benchmark::RegisterBenchmark(name.c_str(), BM_Attend, isa, f, tokens, cold,

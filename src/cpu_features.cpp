@@ -32,6 +32,7 @@ struct Features {
   bool avx2 = false;
   bool avx512 = false;
   bool avx512vnni = false;
+  bool avx512bf16 = false;
 };
 
 Features detect() noexcept {
@@ -47,6 +48,8 @@ Features detect() noexcept {
   // F, DQ, BW, VL: the avx512 table uses nothing else.
   f.avx512 = f.avx2 && zmm_state && bit(l7.b, 16) && bit(l7.b, 17) && bit(l7.b, 30) && bit(l7.b, 31);
   f.avx512vnni = f.avx512 && bit(l7.c, 11);  // not implied by F/DQ/BW/VL (Skylake-X lacks it)
+  // Cooper Lake, Sapphire Rapids and Zen 4 on have both; Ice Lake has VNNI without BF16.
+  f.avx512bf16 = f.avx512vnni && (cpuid(7, 1).a >> 5 & 1u) != 0;
   return f;
 }
 
@@ -59,6 +62,7 @@ bool cpu_supports(Isa isa) noexcept {
     case Isa::avx2: return features.avx2;
     case Isa::avx512: return features.avx512;
     case Isa::avx512vnni: return features.avx512vnni;
+    case Isa::avx512bf16: return features.avx512bf16;
   }
   return false;
 }

@@ -11,6 +11,7 @@ const Table& scalar_table() noexcept;
 const Table& avx2_table() noexcept;
 const Table& avx512_table() noexcept;
 const Table& avx512vnni_table() noexcept;
+const Table& avx512bf16_table() noexcept;
 
 namespace detail {
 bool cpu_supports(Isa isa) noexcept;
@@ -18,7 +19,7 @@ bool cpu_supports(Isa isa) noexcept;
 
 namespace {
 
-constexpr std::array<Isa, 4> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni};
+constexpr std::array<Isa, 5> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni, Isa::avx512bf16};
 
 struct SupportedIsas {
   std::array<Isa, kAllIsas.size()> list{};
@@ -43,6 +44,7 @@ const char* isa_name(Isa isa) noexcept {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::avx512vnni: return "avx512vnni";
+    case Isa::avx512bf16: return "avx512bf16";
   }
   return "?";
 }
@@ -60,6 +62,7 @@ const Table& table(Isa isa) noexcept {
     case Isa::avx2: return avx2_table();
     case Isa::avx512: return avx512_table();
     case Isa::avx512vnni: return avx512vnni_table();
+    case Isa::avx512bf16: return avx512bf16_table();
     case Isa::scalar: break;
   }
   return scalar_table();
@@ -72,7 +75,7 @@ Isa resolve_isa(const char* forced) {
     if (!isa_supported(isa)) fail("KVC_ISA", "'{}' is not supported by this CPU or OS", forced);
     return isa;
   }
-  fail("KVC_ISA", "'{}' is not one of scalar, avx2, avx512, avx512vnni", forced);
+  fail("KVC_ISA", "'{}' is not one of scalar, avx2, avx512, avx512vnni, avx512bf16", forced);
 }
 
 const Table& active() {

@@ -88,7 +88,8 @@ TEST(KVCache, ChunkAttentionIsCausal) {
 // Every ISA the machine has gives the reference result within float tolerance.
 TEST(KVCache, EveryIsaMatchesReference) {
   const Shape s{1, 8, 2, 64};
-  for (auto isa : {kernels::Isa::scalar, kernels::Isa::avx2, kernels::Isa::avx512, kernels::Isa::avx512vnni}) {
+  for (auto isa : {kernels::Isa::scalar, kernels::Isa::avx2, kernels::Isa::avx512, kernels::Isa::avx512vnni,
+                   kernels::Isa::avx512bf16}) {
     if (!kernels::isa_supported(isa)) continue;
     SCOPED_TRACE(kernels::isa_name(isa));
     KVCache<> cache(s, {.isa = isa});
@@ -102,6 +103,40 @@ TEST(KVCache, EveryIsaMatchesReference) {
     reference::attention(s, q, keys, values, 0.125f, expected);
     for (std::size_t i = 0; i < qn; ++i) EXPECT_NEAR(out[i], expected[i], 1e-5f) << i;
   }
+}
+
+// Options::precision reaches the kernels for f16 and bf16 storage too: on avx512bf16 `fast`
+// computes with bf16 dot products, within bf16 rounding of the reference (2^-8 of q, k, the
+// weights and v); f32 storage and every other ISA take the exact path, bit for bit.
+TEST(KVCache, FastPrecisionOnHalfStorageTakesTheBf16PathWhereAvailable) {
+  const Shape s{1, 8, 2, 128};
+  std::mt19937 rng(6);
+  const std::size_t n = 300, kv = s.kv_heads * s.head_dim, qn = s.query_heads * s.head_dim;
+  auto keys = random_vector(n * kv, rng), values = random_vector(n * kv, rng), q = random_vector(qn, rng);
+  std::vector<float> expected(qn);
+  reference::attention(s, q, keys, values, 1.0f / std::sqrt(128.0f), expected);
+  for (auto isa : kernels::supported_isas())
+    for (auto dtype : {kernels::Dtype::f32, kernels::Dtype::f16, kernels::Dtype::bf16}) {
+      SCOPED_TRACE(std::string(kernels::isa_name(isa)) + " " + kernels::dtype_name(dtype));
+      std::vector<float> out[2];
+      for (auto precision : {kernels::Precision::exact, kernels::Precision::fast}) {
+        KVCache<> cache(s, {.dtype = dtype, .precision = precision, .isa = isa});
+        cache.prefill(0, 0, keys, values);
+        out[static_cast<int>(precision)].resize(qn);
+        cache.attend(0, q, out[static_cast<int>(precision)]);
+      }
+      float diff = 0.0f, err = 0.0f;
+      for (std::size_t i = 0; i < qn; ++i) {
+        diff = std::max(diff, std::fabs(out[0][i] - out[1][i]));
+        err = std::max(err, std::fabs(out[1][i] - expected[i]));
+      }
+      if (isa == kernels::Isa::avx512bf16 && dtype != kernels::Dtype::f32) {
+        EXPECT_GT(diff, 0.0f) << "fast must not be the exact path";
+        EXPECT_LT(err, 2e-2f);  // outputs are O(0.1): a few bf16 roundings
+      } else {
+        EXPECT_EQ(diff, 0.0f);
+      }
+    }
 }
 
 TEST(KVCache, HalfStorageIsCloseAndHalvesMemory) {

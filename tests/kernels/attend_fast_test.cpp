@@ -1,12 +1,18 @@
-// Precision::fast against exact reference attention, with the error bounds that its int8
-// arithmetic implies (table.hpp), on every ISA (those without int8 dot products are exact and
-// pass the same bounds trivially):
-//   logits:  |logit - ref| <= scale * (step_q / 2) * sum_d |k_d| + tol, step_q = max|q_h| / 127;
-//   output:  given the kernel's own logits, the only other error is the u8 rounding of the
-//            weights a_r = p_r * s_{r,g}: per block B of 32 rows, head and value group,
-//            |out - exact(own logits)| <= sum_B (max_{r in B} a_r / 510) sum_{r in B} c_{r,d} / l + tol.
-// On avx512vnni the benchmark shapes must really take the int8 path: its results differ from
-// the exact ones (a silently skipped fast path would pass the bounds).
+// Precision::fast against exact reference attention, with the error bounds that its int8 and
+// bf16 arithmetic implies (table.hpp), on every ISA (those without the dot products compute
+// exactly and pass the same bounds trivially):
+//   logits, quantized keys (int8 ISAs):
+//            |logit - ref| <= scale * (step_q / 2) * sum_d |k_d| + tol, step_q = max|q_h| / 127;
+//   logits, f16/bf16 keys (bf16 ISA): q and k rounded to bf16 (relative 2^-8 each; bf16 keys
+//            exact), f16 subnormals flushed:
+//            |logit - ref| <= scale * sum_d |q_d| (|k_d| (u_q + u_k + u_q u_k) + flush) + tol;
+//   output:  given the kernel's own logits, the only other error is the rounding of the weights:
+//            quantized values, u8 weights a_r = p_r * s_{r,g}: per block B of 32 rows, head and
+//            value group, |out - exact(own logits)| <= sum_B (max_{r in B} a_r / 510) sum_{r in B} c_{r,d} / l;
+//            f16/bf16 values (bf16 ISA), bf16 weights and values:
+//            |out - exact(own logits)| <= sum_r p_r (|v_{r,d}| (u_p + u_v + u_p u_v) + flush) / l; plus tol.
+// On the ISAs with the dot products the benchmark shapes must really take them: results differ
+// from the exact ones (a silently skipped fast path would pass the bounds).
 #include "isa_test_util.hpp"
 
 #include <algorithm>
@@ -18,6 +24,23 @@ namespace {
 
 constexpr std::size_t kBlock = 32;  // rows per online-softmax block: the weights' quantization unit
 constexpr float kFpTolerance = 2e-5f;
+constexpr double kBf16Rounding = 1.0 / 256.0;  // unit roundoff of bf16's 8-bit significand
+constexpr double kF16Flush = 6.11e-5;          // f16 subnormals (below 2^-14) read as zero
+
+bool int8_isa(Isa isa) { return isa == Isa::avx512vnni || isa == Isa::avx512bf16; }
+bool bf16_isa(Isa isa) { return isa == Isa::avx512bf16; }
+
+// Relative and absolute error of one bf16-rounded operand read from a row of `dtype`.
+struct Bf16Error {
+  double relative = 0.0, absolute = 0.0;
+};
+bool half_dtype(Dtype d) { return d == Dtype::f16 || d == Dtype::bf16; }
+Bf16Error bf16_error(Isa isa, Dtype dtype) {
+  if (!bf16_isa(isa) || !half_dtype(dtype)) return {};
+  return {dtype == Dtype::bf16 ? 0.0 : kBf16Rounding, dtype == Dtype::f16 ? kF16Flush : 0.0};
+}
+// The error of a product of a bf16-rounded operand (relative u) and a row's value.
+double product_relative(const Bf16Error& row) { return kBf16Rounding + row.relative + kBf16Rounding * row.relative; }
 
 struct FastCase {
   RowFormat kf, vf;
@@ -87,6 +110,10 @@ struct RowView {
 
 // Asserts the bounds of the file comment; returns whether fast differs from exact at all.
 bool check_fast(const Table& t, const FastCase& c) {
+  const Bf16Error k_err = bf16_error(t.isa, c.kf.dtype), v_err = bf16_error(t.isa, c.vf.dtype);
+  const bool bf16_k = bf16_isa(t.isa) && half_dtype(c.kf.dtype);
+  const bool bf16_v = bf16_isa(t.isa) && half_dtype(c.vf.dtype);
+  const bool int8_k = int8_isa(t.isa) && is_quantized(c.kf.dtype);
   SCOPED_TRACE(describe(c));
   auto k = gaussian(c.n * c.dim, 31, c.magnitude);
   const auto v = gaussian(c.n * c.dim, 32, c.magnitude);
@@ -109,7 +136,7 @@ bool check_fast(const Table& t, const FastCase& c) {
   const Result exact = run(table(Isa::scalar), c, e, q, scale, Precision::exact, 1);
   const Result fast = run(t, c, e, q, scale, Precision::fast, c.calls);
 
-  // Logits: the int8 query's rounding, plus the float tolerance of the exact kernels.
+  // Logits: the int8 or bf16 query's rounding, plus the float tolerance of the exact kernels.
   float max_logit = 0.0f;
   for (float x : exact.logits) max_logit = std::max(max_logit, std::fabs(x));
   for (std::size_t h = 0; h < c.n_q; ++h) {
@@ -117,9 +144,17 @@ bool check_fast(const Table& t, const FastCase& c) {
     for (std::size_t d = 0; d < c.dim; ++d) max_q = std::max(max_q, std::fabs(q[h * c.dim + d]));
     const double step_q = max_q / 127.0;
     for (std::size_t r = 0; r < c.n; ++r) {
-      double sum_abs_k = 0.0;
-      for (std::size_t d = 0; d < c.dim; ++d) sum_abs_k += std::fabs(kd[r * c.dim + d]);
-      const double bound = scale * step_q / 2.0 * sum_abs_k * (1.0 + 1e-4) + kFpTolerance * std::max(1.0f, max_logit);
+      double sum_abs_k = 0.0, sum_abs_qk = 0.0, sum_abs_q = 0.0;
+      for (std::size_t d = 0; d < c.dim; ++d) {
+        const double qd = std::fabs(q[h * c.dim + d]), kv = std::fabs(kd[r * c.dim + d]);
+        sum_abs_k += kv;
+        sum_abs_qk += qd * kv;
+        sum_abs_q += qd;
+      }
+      double rounding = 0.0;
+      if (int8_k) rounding = step_q / 2.0 * sum_abs_k;
+      if (bf16_k) rounding = sum_abs_qk * product_relative(k_err) + sum_abs_q * k_err.absolute * (1.0 + kBf16Rounding);
+      const double bound = scale * rounding * (1.0 + 1e-4) + kFpTolerance * std::max(1.0f, max_logit);
       const double err = std::fabs(static_cast<double>(fast.logits[h * c.n + r]) - exact.logits[h * c.n + r]);
       EXPECT_LE(err, bound) << "logit of head " << h << " row " << r;
       if (err > bound) return true;
@@ -127,7 +162,6 @@ bool check_fast(const Table& t, const FastCase& c) {
   }
 
   // Output: exact attention with the kernel's own logits, plus the weights' rounding.
-  const bool quantized_v = is_quantized(c.vf.dtype);
   for (std::size_t h = 0; h < c.n_q; ++h) {
     const float* lg = fast.logits.data() + h * c.n;
     const double top = *std::max_element(lg, lg + c.n);
@@ -135,7 +169,13 @@ bool check_fast(const Table& t, const FastCase& c) {
     double l = 0.0;
     for (std::size_t r = 0; r < c.n; ++r) l += p[r] = std::exp(lg[r] - top);
     std::vector<double> bound(c.dim, 0.0);
-    if (quantized_v)
+    if (bf16_v)
+      for (std::size_t d = 0; d < c.dim; ++d) {
+        for (std::size_t r = 0; r < c.n; ++r)
+          bound[d] += p[r] * (std::fabs(vd[r * c.dim + d]) * product_relative(v_err) + v_err.absolute * (1.0 + kBf16Rounding));
+        bound[d] /= l;
+      }
+    if (is_quantized(c.vf.dtype) && int8_isa(t.isa))
       for (std::size_t call = 0, start = 0; call < c.calls; ++call) {  // blocks restart with each call
         const std::size_t end = c.n * (call + 1) / c.calls;
         for (std::size_t b0 = start; b0 < end; b0 += kBlock) {
@@ -175,8 +215,6 @@ bool check_fast(const Table& t, const FastCase& c) {
   return false;
 }
 
-bool int8_isa(Isa isa) { return isa == Isa::avx512vnni; }
-
 using AttendFastTest = IsaTest;
 
 TEST_P(AttendFastTest, BenchmarkShapesTakeTheInt8PathWithinItsBounds) {
@@ -188,6 +226,74 @@ TEST_P(AttendFastTest, BenchmarkShapesTakeTheInt8PathWithinItsBounds) {
       EXPECT_EQ(differs, int8_isa(GetParam())) << dtype_name(d) << " group " << g
                                                << (differs ? ": results differ from exact" : ": results are exact");
     }
+}
+
+TEST_P(AttendFastTest, BenchmarkShapesOfHalfRowsTakeTheBf16PathWithinItsBounds) {
+  for (Dtype d : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
+    const RowFormat f{d, 0};
+    const bool differs = check_fast(kernels(), {f, f, 128, 300, 4, 1});
+    if (HasFailure()) return;
+    EXPECT_EQ(differs, bf16_isa(GetParam()) && half_dtype(d)) << dtype_name(d)
+                                             << (differs ? ": results differ from exact" : ": results are exact");
+  }
+}
+
+// With one dim and scale 1, a fast logit is q times the key as the kernel rounded them to bf16,
+// with no other error. Every finite f16 key against q = 1 (rounded half away from zero,
+// subnormals to signed zero), and queries around ties against a bf16 key of 1 (round to nearest
+// even, saturating at bf16's max, subnormals to zero), bitwise against their specification.
+TEST_P(AttendFastTest, QueryAndKeysRoundToBf16AsSpecified) {
+  if (!bf16_isa(GetParam())) GTEST_SKIP() << "no bf16 arithmetic on " << isa_name(GetParam());
+  const auto logits_of = [&](RowFormat f, const std::vector<float>& keys, float q) {
+    const std::size_t n = keys.size(), bytes = row_bytes(f, 1);
+    std::vector<std::byte> k(n * bytes), v(n * bytes);
+    ref::encode_rows(f, 1, keys.data(), 1, n, k.data(), bytes);
+    ref::encode_rows(f, 1, keys.data(), 1, n, v.data(), bytes);
+    const Segment seg{k.data(), v.data(), n};
+    float m = -std::numeric_limits<float>::infinity(), l = 0.0f, acc = 0.0f;
+    std::vector<float> logits(n);
+    AttendArgs a = attend_args(&q, 1, 1, f, f, bytes, bytes, 1.0f);
+    a.segments = &seg;
+    a.n_segments = 1;
+    a.rows = n;
+    a.precision = Precision::fast;
+    a.m = &m;
+    a.l = &l;
+    a.acc = &acc;
+    a.logits = logits.data();
+    a.logits_stride = n;
+    kernels().attend(a);
+    return logits;
+  };
+  std::vector<float> keys;
+  for (std::uint32_t h = 0; h < 0x10000; ++h)
+    if ((h & 0x7C00) != 0x7C00) keys.push_back(half::f16_to_f32(static_cast<std::uint16_t>(h)));
+  const auto logits = logits_of({Dtype::f16, 0}, keys, 1.0f);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, &keys[i], 4);
+    const bool subnormal = std::fabs(keys[i]) < 6.103515625e-05f;
+    const auto want = static_cast<std::uint16_t>(subnormal ? (bits >> 16) & 0x8000u : (bits + 0x8000u) >> 16);
+    ASSERT_EQ(logits[i], half::bf16_to_f32(want)) << "f16 key " << keys[i];
+  }
+  for (std::uint32_t base : {0x3F800000u, 0xBF812345u, 0x00800000u, 0x7F7F0000u, 0x42C80000u, 0x00001234u, 0x807F0000u})
+    for (std::uint32_t low : {0x0000u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu, 0x18000u}) {
+      const std::uint32_t bits = base + low;
+      float q = 0.0f;
+      std::memcpy(&q, &bits, 4);
+      if (!std::isfinite(q)) continue;
+      const float want = std::fabs(q) < std::numeric_limits<float>::min() ? 0.0f : half::bf16_to_f32(half::f32_to_bf16(q));
+      EXPECT_EQ(logits_of({Dtype::bf16, 0}, {1.0f}, q)[0], want) << "query " << q;
+    }
+}
+
+TEST_P(AttendFastTest, HalfRowsOfAnyDimAndRowCount) {
+  for (std::size_t dim : {1, 8, 17, 31, 32, 33, 50, 64, 80, 96, 128, 200, 256, 300})
+    for (Dtype d : {Dtype::f32, Dtype::f16, Dtype::bf16})
+      for (std::size_t n : {1, 2, 15, 31, 32, 33, 65, 100}) {
+        check_fast(kernels(), {{d, 0}, {d, 0}, dim, n, 4, 1});
+        if (HasFailure()) return;
+      }
 }
 
 TEST_P(AttendFastTest, HeadDimsGroupsAndRowCounts) {
@@ -204,7 +310,8 @@ TEST_P(AttendFastTest, HeadDimsGroupsAndRowCounts) {
 TEST_P(AttendFastTest, QueryHeadCountsMixedFormatsAndSeveralCalls) {
   const std::vector<std::pair<RowFormat, RowFormat>> pairs{
       {{Dtype::q8, 32}, {Dtype::q4, 64}}, {{Dtype::q4, 32}, {Dtype::f16, 0}}, {{Dtype::f16, 0}, {Dtype::q8, 32}},
-      {{Dtype::q2, 16}, {Dtype::q8, 128}}, {{Dtype::q8, 8}, {Dtype::q8, 8}}, {{Dtype::q4, 24}, {Dtype::q4, 24}}};
+      {{Dtype::q2, 16}, {Dtype::q8, 128}}, {{Dtype::q8, 8}, {Dtype::q8, 8}}, {{Dtype::q4, 24}, {Dtype::q4, 24}},
+      {{Dtype::bf16, 0}, {Dtype::f32, 0}}, {{Dtype::f32, 0}, {Dtype::q2, 32}}, {{Dtype::f16, 0}, {Dtype::bf16, 0}}};
   for (const auto& [kf, vf] : pairs)
     for (std::size_t n_q : {1, 2, 3, 4, 5, 8, 9}) {
       const std::size_t dim = kf.group == 24 ? 96 : 128;
@@ -214,8 +321,8 @@ TEST_P(AttendFastTest, QueryHeadCountsMixedFormatsAndSeveralCalls) {
 }
 
 TEST_P(AttendFastTest, OutlierChannelsHugeMagnitudesAndPeakedSoftmax) {
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) {
-    const RowFormat f{d, 32};
+  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2, Dtype::f32, Dtype::f16, Dtype::bf16}) {
+    const RowFormat f{d, is_quantized(d) ? std::uint16_t{32} : std::uint16_t{0}};
     check_fast(kernels(), {f, f, 128, 500, 4, 2, 1.0f, true});
     check_fast(kernels(), {f, f, 128, 500, 4, 1, 3.0e4f});
     check_fast(kernels(), {f, f, 128, 500, 4, 1, 1.0f, false, 8.0f});

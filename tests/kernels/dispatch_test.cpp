@@ -27,6 +27,9 @@ TEST(Dispatch, SupportedIsasStartWithScalarAndAgreeWithIsaSupported) {
   if (isa_supported(Isa::avx512vnni)) {
     EXPECT_TRUE(isa_supported(Isa::avx512));
   }
+  if (isa_supported(Isa::avx512bf16)) {
+    EXPECT_TRUE(isa_supported(Isa::avx512vnni));
+  }
   std::string list;
   for (Isa isa : isas) list += std::string(isa_name(isa)) + " ";
   RecordProperty("supported_isas", list);
@@ -44,7 +47,7 @@ TEST(Dispatch, ResolveIsaRejectsUnknownAndUnsupportedNames) {
     resolve_isa("avx9000");
     FAIL() << "an unknown ISA name must throw";
   } catch (const kvc::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("KVC_ISA: 'avx9000' is not one of scalar, avx2, avx512, avx512vnni"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("KVC_ISA: 'avx9000' is not one of scalar, avx2, avx512, avx512vnni, avx512bf16"), std::string::npos)
         << e.what();
   }
   EXPECT_THROW(resolve_isa("AVX2"), kvc::Error);  // names are exact

@@ -14,7 +14,8 @@
 
 namespace kvc::kernels::testing {
 
-inline constexpr std::array<Isa, 4> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni};
+inline constexpr std::array<Isa, 5> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni,
+                                             Isa::avx512bf16};
 
 class IsaTest : public ::testing::TestWithParam<Isa> {
  protected:

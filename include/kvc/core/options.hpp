@@ -28,10 +28,12 @@ struct Options {
   GqaReduce gqa_reduce = GqaReduce::mean;
   // Logit scale; 0 means 1/sqrt(head_dim) (also under low rank, where stored rows are shorter).
   float scale = 0.0f;
-  // Arithmetic of attention over quantized rows (kernels::Precision): `fast` lets kernels with
-  // int8 dot products (avx512vnni) quantize the query and the softmax weights to 8 bits, an
-  // error of the order of the cache's own int8 quantization; `exact` keeps fp32 arithmetic.
-  // Float storage and ISAs without int8 dot products are exact either way.
+  // Arithmetic of attention (kernels::Precision): `fast` lets kernels with int8 dot products
+  // (avx512vnni, avx512bf16) quantize the query and the softmax weights to 8 bits over quantized
+  // rows, an error of the order of the cache's own int8 quantization, and kernels with bf16 dot
+  // products (avx512bf16) round q, the weights and f16 rows to bf16 (2^-8 relative) over f16
+  // and bf16 rows; `exact` keeps fp32 arithmetic. f32 rows and ISAs without those dot products
+  // are exact either way.
   kernels::Precision precision = kernels::Precision::exact;
   // Kernels of this ISA instead of the process-wide choice (kernels::active()); for tests and
   // benchmarks that compare instruction sets in one process. Must be supported by the CPU.

@@ -10,16 +10,22 @@
 namespace kvc::kernels {
 
 // avx512vnni: the avx512 kernels plus AVX512-VNNI int8 dot products for Precision::fast.
-enum class Isa : std::uint8_t { scalar, avx2, avx512, avx512vnni };
+// avx512bf16: avx512vnni plus AVX512-BF16 dot products for Precision::fast over f16/bf16 rows.
+enum class Isa : std::uint8_t { scalar, avx2, avx512, avx512vnni, avx512bf16 };
 
-// How attention over quantized keys and values (q8, q4, q2) may compute. Float formats always
-// compute exactly, and so does every format on ISAs without int8 dot products.
+// How attention may compute. ISAs without int8 or bf16 dot products always compute exactly.
 //   exact: q.K and weights.V in fp32 on the dequantized rows (ref::attend within 2e-5).
-//   fast:  q is quantized to int8 once per call (per head: step = max|q| / 127) and each block
-//          of softmax weights times the rows' value scales to u8 (per head, group and block:
-//          step = max / 255), so both products run as int8 dot products (AVX512-VNNI
-//          vpdpbusd, 64 multiply-adds per instruction instead of 16); the error this adds is
-//          of the order of int8 quantization of the cache itself (docs/formats.md).
+//   fast, quantized rows (q8, q4, q2) on avx512vnni and avx512bf16: q is quantized to int8 once
+//          per call (per head: step = max|q| / 127) and each block of softmax weights times the
+//          rows' value scales to u8 (per head, group and block: step = max / 255), so both
+//          products run as int8 dot products (AVX512-VNNI vpdpbusd, 64 multiply-adds per
+//          instruction instead of 16); the error this adds is of the order of int8
+//          quantization of the cache itself (docs/formats.md).
+//   fast, f16 and bf16 rows on avx512bf16: q, the softmax weights and f16 rows are rounded to
+//          bf16 (relative error 2^-8 each: q and weights to nearest even, f16 half away from
+//          zero) and multiplied with AVX512-BF16 vdpbf16ps (32 multiply-adds per instruction)
+//          into fp32 sums. Subnormals (f16 below 2^-14, bf16 below 2^-126) read as zero; rows
+//          must be finite (KVCache's are). f32 rows stay exact: their attention is bound by memory.
 enum class Precision : std::uint8_t { exact, fast };
 
 // A run of rows stored back to back: row i of the keys starts at k + i * k_stride.
@@ -107,7 +113,7 @@ Isa resolve_isa(const char* forced);
 const Table& table(Isa isa) noexcept;
 
 // The table chosen once per process: the best supported ISA, or the one named by the
-// environment variable KVC_ISA (scalar, avx2, avx512, avx512vnni). Throws kvc::Error on the first call if
+// environment variable KVC_ISA (scalar, avx2, avx512, avx512vnni, avx512bf16). Throws kvc::Error on the first call if
 // KVC_ISA names an unknown or unsupported ISA.
 const Table& active();
 

@@ -35,8 +35,8 @@ void attend_avx512vnni(const AttendArgs& a) noexcept {
   StageOverride over;
   Int8Query query;  // on the stack: attend does not allocate
   GenericInt8Query generic;
-  if (!int8_logits_stages(a, query, over)) generic_int8_logits_stages(a, generic, over);
-  if (!int8_values_stages(a, over)) generic_int8_values_stages(a, over);
+  int8_stages(a, query, generic, over);
+  if (over.logits[0] == nullptr && over.values[0] == nullptr) return attend<Ops512>(a);  // float rows
   attend<Ops512>(a, over);
 }
 

@@ -67,6 +67,26 @@ inline void prefetch_row(const std::byte* row, std::size_t bytes) noexcept {
     _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
 }
 
+// logits[h][r0 + r] = scale * (sum of the lanes of acc[r][h]).
+template <class O, std::size_t NH, std::size_t R, std::size_t B>
+__attribute__((always_inline)) inline void store_logits(float scale, const typename O::F (&acc)[R][NH],
+                                                        float (*logits)[B], std::size_t r0) noexcept {
+  if constexpr (NH == 4 && R == 4 && O::W == 16) {
+    float* const out[4] = {logits[0] + r0, logits[1] + r0, logits[2] + r0, logits[3] + r0};
+    O::store_quarters(out, O::mul(O::set1(scale), O::sum_tile(acc)));
+  } else {
+    for (std::size_t r = 0; r < R; ++r) {
+      if constexpr (NH == 4) {
+        alignas(16) float sum[4];
+        _mm_store_ps(sum, O::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        for (std::size_t h = 0; h < 4; ++h) logits[h][r0 + r] = scale * sum[h];
+      } else {
+        for (std::size_t h = 0; h < NH; ++h) logits[h][r0 + r] = scale * O::hsum(acc[r][h]);
+      }
+    }
+  }
+}
+
 // Logits of NH query heads for R rows: the q chunk of every head stays in registers while the
 // R rows' K chunks stream past it, so each K chunk is decoded once and every load feeds NH FMAs.
 // Quantized keys whose group is a multiple of the vector hold their (scale, min) per group.
@@ -115,20 +135,7 @@ __attribute__((always_inline)) inline void logits_rows(const kvc::kernels::Atten
       }
     }
   }
-  if constexpr (NH == 4 && R == 4 && O::W == 16) {
-    float* const out[4] = {logits[0] + r0, logits[1] + r0, logits[2] + r0, logits[3] + r0};
-    O::store_quarters(out, O::mul(O::set1(a.scale), O::sum_tile(acc)));
-  } else {
-    for (std::size_t r = 0; r < R; ++r) {
-      if constexpr (NH == 4) {
-        alignas(16) float sum[4];
-        _mm_store_ps(sum, O::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
-        for (std::size_t h = 0; h < 4; ++h) logits[h][r0 + r] = a.scale * sum[h];
-      } else {
-        for (std::size_t h = 0; h < NH; ++h) logits[h][r0 + r] = a.scale * O::hsum(acc[r][h]);
-      }
-    }
-  }
+  store_logits<O, NH, R, B>(a.scale, acc, logits, r0);
 }
 
 template <class O, kvc::kernels::Dtype KD, std::size_t NH, std::size_t B>
@@ -374,26 +381,28 @@ inline void prefetch_rows(const std::byte* const* rows, std::size_t n, std::size
 
 // Stages that replace the generic ones (Precision::fast): [0] for full head tiles, [1] for the
 // last tile; a null pair keeps the generic stage. `prep` is handed to the logits stage.
-struct StageOverride {
-  LogitsFn logits[2] = {nullptr, nullptr};
-  ValuesFn values[2] = {nullptr, nullptr};
+// prefetch_values: fetch the V rows of the block kPrefetchBlocks ahead at once, for values stages
+// that do not fetch as they go.
+template <std::size_t B>
+struct StageOverrideOf {
+  LogitsFnOf<B> logits[2] = {nullptr, nullptr};
+  ValuesFnOf<B> values[2] = {nullptr, nullptr};
   const void* prep = nullptr;
+  bool prefetch_values = false;
 };
+using StageOverride = StageOverrideOf<kAttendBlock>;
 
 // Blocks of B rows gathered across segments; per block and head tile: logits, one online-softmax
 // rescale, weights . V. No copy of the cache, no allocation.
 template <class O, std::size_t B>
-inline void attend_blocks(const kvc::kernels::AttendArgs& a, const StageOverride& over) noexcept {
+inline void attend_blocks(const kvc::kernels::AttendArgs& a, const StageOverrideOf<B>& over) noexcept {
   LogitsFnOf<B> full_l = nullptr, last_l = nullptr;
   ValuesFnOf<B> full_v = nullptr, last_v = nullptr;
   const std::size_t last_nh = (a.n_q - 1) % kHeadTile + 1;
   stages<O, B>(a.k_format.dtype, a.v_format.dtype, kHeadTile, full_l, full_v);
   stages<O, B>(a.k_format.dtype, a.v_format.dtype, last_nh, last_l, last_v);
-  bool override_values = false;
-  if constexpr (B == kAttendBlock) {
-    if (over.logits[0] != nullptr) full_l = over.logits[0], last_l = over.logits[1];
-    if (over.values[0] != nullptr) full_v = over.values[0], last_v = over.values[1], override_values = true;
-  }
+  if (over.logits[0] != nullptr) full_l = over.logits[0], last_l = over.logits[1];
+  if (over.values[0] != nullptr) full_v = over.values[0], last_v = over.values[1];
   BlockOf<B> b;
   std::size_t row = 0, s = 0, r = 0;
   while (row < a.rows) {
@@ -420,7 +429,7 @@ inline void attend_blocks(const kvc::kernels::AttendArgs& a, const StageOverride
       row += run;
     }
     if (b.n == 0) break;
-    if (override_values)
+    if (over.prefetch_values)
       prefetch_rows(b.v, b.n, kPrefetchBlocks * B * a.v_stride, kvc::kernels::row_bytes(a.v_format, a.v_dim));
     for (std::size_t h0 = 0; h0 < a.n_q; h0 += kHeadTile) {
       const bool last = h0 + kHeadTile >= a.n_q;
@@ -434,9 +443,8 @@ inline void attend_blocks(const kvc::kernels::AttendArgs& a, const StageOverride
 }
 
 // Preconditions: quantized dims are multiples of 8 (format.hpp).
-template <class O>
-inline void attend(const kvc::kernels::AttendArgs& a, const StageOverride& over = {}) noexcept {
+template <class O, std::size_t B = kGenericBlock>
+inline void attend(const kvc::kernels::AttendArgs& a, const StageOverrideOf<B>& over = {}) noexcept {
   if (a.n_q == 0) return;
-  if (over.logits[0] == nullptr && over.values[0] == nullptr) return attend_blocks<O, kGenericBlock>(a, over);
-  attend_blocks<O, kAttendBlock>(a, over);
+  attend_blocks<O, B>(a, over);
 }

@@ -134,4 +134,13 @@ inline void generic_int8_values_stages(const kvc::kernels::AttendArgs& a, StageO
   const std::size_t group = a.v_format.group;
   if (!kvc::kernels::is_quantized(a.v_format.dtype) || group == 0 || a.v_dim % group != 0) return;
   generic_pick(a.v_format.dtype, (a.n_q - 1) % kHeadTile + 1, nullptr, over.values);
+  over.prefetch_values = true;
+}
+
+// Every int8 stage that applies to a's quantized keys and values: the vectorized ones where
+// their shape allows, the loops above elsewhere. `query` and `generic` must outlive the call.
+inline void int8_stages(const kvc::kernels::AttendArgs& a, Int8Query& query, GenericInt8Query& generic,
+                        StageOverride& over) noexcept {
+  if (!int8_logits_stages(a, query, over)) generic_int8_logits_stages(a, generic, over);
+  if (!int8_values_stages(a, over)) generic_int8_values_stages(a, over);
 }

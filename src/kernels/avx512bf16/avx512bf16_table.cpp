@@ -1,0 +1,63 @@
+// The AVX-512 table plus AVX512-VNNI and AVX512-BF16: the avx512vnni table, whose
+// Precision::fast attention here also runs f16 and bf16 rows as bf16 dot products.
+// Only this file is compiled with -mavx512bf16, so no other code can pick up BF16 instructions.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics self-initialize their undefined vectors (__Y = __Y), which its
+// -W(maybe-)uninitialized reports at every inlined use: a known false positive of the headers.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "kvc/kernels/format.hpp"
+#include "kvc/kernels/table.hpp"
+
+namespace kvc::kernels {
+
+const Table& avx512_table() noexcept;
+const Table& avx512vnni_table() noexcept;
+
+namespace {
+
+#include "../simd/ops_avx2-inl.hpp"
+#include "../simd/ops_avx512-inl.hpp"
+#include "../simd/codec-inl.hpp"
+#include "../simd/attend-inl.hpp"
+#include "../simd/logits_int8-inl.hpp"
+#include "../simd/values_int8-inl.hpp"
+#include "../simd/int8_generic-inl.hpp"
+#include "../simd/attend_bf16-inl.hpp"
+
+void attend_avx512bf16(const AttendArgs& a) noexcept {
+  if (a.precision != Precision::fast) return avx512_table().attend(a);
+  Bf16Query bf16;  // on the stack: attend does not allocate
+  if (!is_quantized(a.k_format.dtype) && !is_quantized(a.v_format.dtype)) {
+    StageOverrideOf<kGenericBlock> over;  // no int8 stage: the generic stages' block
+    bf16_stages(a, bf16, over);
+    return attend<Ops512>(a, over);
+  }
+  StageOverride over;
+  Int8Query query;
+  GenericInt8Query generic;
+  int8_stages(a, query, generic, over);
+  bf16_stages(a, bf16, over);
+  attend<Ops512>(a, over);
+}
+
+}  // namespace
+
+const Table& avx512bf16_table() noexcept {
+  static const Table table = [] {
+    Table t = avx512vnni_table();
+    t.isa = Isa::avx512bf16;
+    t.attend = &attend_avx512bf16;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace kvc::kernels
