@@ -23,6 +23,7 @@ namespace {
 const std::vector<std::string> default_panel = {
     "full",
     "f16",
+    "f16:fast=1",
     "int8",
     "int8:fast=1",
     "int4",

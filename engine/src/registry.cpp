@@ -109,19 +109,22 @@ Entry<quant::PerToken> quantizer(std::string name, unsigned bits) {
       });
 }
 
+// Unquantized rows stored in 16 bits.
+Entry<NoPolicy> half_storage(std::string name, kernels::Dtype dtype, std::string help) {
+  return entry<NoPolicy>(std::move(name), "storage", std::move(help),
+                         {{"fast", 0, 0, 1, true, "1 = Precision::fast attention: bf16 dot products (AVX512-BF16 CPUs)"}},
+                         [dtype](const Values& v, Settings& s) {
+                           s.options.dtype = dtype;
+                           if (v.count("fast") == 1) s.options.precision = kernels::Precision::fast;
+                           return NoPolicy{};
+                         });
+}
+
 const auto entries = std::make_tuple(
     entry<NoPolicy>("full", "none", "the uncompressed cache (f32 rows): the reference every stack is compared with",
                     {}, [](const Values&, Settings&) { return NoPolicy{}; }),
-    entry<NoPolicy>("f16", "storage", "store unquantized rows as IEEE half", {},
-                    [](const Values&, Settings& s) {
-                      s.options.dtype = kernels::Dtype::f16;
-                      return NoPolicy{};
-                    }),
-    entry<NoPolicy>("bf16", "storage", "store unquantized rows as bfloat16", {},
-                    [](const Values&, Settings& s) {
-                      s.options.dtype = kernels::Dtype::bf16;
-                      return NoPolicy{};
-                    }),
+    half_storage("f16", kernels::Dtype::f16, "store unquantized rows as IEEE half"),
+    half_storage("bf16", kernels::Dtype::bf16, "store unquantized rows as bfloat16"),
     entry<select::StreamingLLM>(
         "streaming", "selection", "StreamingLLM: the first `sinks` tokens plus a window of the `recent` last ones",
         {{"sinks", 4, 0, 1e6, true, "attention-sink tokens kept forever"},
