@@ -216,11 +216,11 @@ void register_all() {
   // and weights): its larger groups too.
   const std::vector<RowFormat> fast_formats{{Dtype::q8, 32}, {Dtype::q8, 64}, {Dtype::q8, 128}, {Dtype::q4, 32},
                                             {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}};
-  const std::vector<RowFormat> float_formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
+  const std::vector<RowFormat> half_formats{{Dtype::f16, 0}, {Dtype::bf16, 0}};
   // avx512vnni differs from avx512 only in Precision::fast over quantized rows, avx512bf16 from
   // avx512vnni only in Precision::fast over float rows: "+fast" only.
   const auto formats_of = [&](Isa isa) -> const std::vector<RowFormat>& {
-    return isa == Isa::avx512vnni ? fast_formats : isa == Isa::avx512bf16 ? float_formats : formats;
+    return isa == Isa::avx512vnni ? fast_formats : isa == Isa::avx512bf16 ? half_formats : formats;
   };
   for (Isa isa : kvc::kernels::supported_isas())
     for (RowFormat f : formats_of(isa))

@@ -49,7 +49,7 @@ Features detect() noexcept {
   f.avx512 = f.avx2 && zmm_state && bit(l7.b, 16) && bit(l7.b, 17) && bit(l7.b, 30) && bit(l7.b, 31);
   f.avx512vnni = f.avx512 && bit(l7.c, 11);  // not implied by F/DQ/BW/VL (Skylake-X lacks it)
   // Cooper Lake, Sapphire Rapids and Zen 4 on have both; Ice Lake has VNNI without BF16.
-  f.avx512bf16 = f.avx512vnni && (cpuid(7, 1).a >> 5 & 1u) != 0;
+  f.avx512bf16 = f.avx512vnni && l7.a >= 1 && bit(cpuid(7, 1).a, 5);  // sub-leaf 1 must exist
   return f;
 }
 

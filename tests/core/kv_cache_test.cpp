@@ -132,7 +132,7 @@ TEST(KVCache, FastPrecisionOnHalfStorageTakesTheBf16PathWhereAvailable) {
       }
       if (isa == kernels::Isa::avx512bf16 && dtype != kernels::Dtype::f32) {
         EXPECT_GT(diff, 0.0f) << "fast must not be the exact path";
-        EXPECT_LT(err, 2e-2f);  // outputs are O(0.1): a few bf16 roundings
+        EXPECT_LT(err, 5e-3f);  // 1.4e-3 measured: a few bf16 roundings of O(0.1) outputs
       } else {
         EXPECT_EQ(diff, 0.0f);
       }

@@ -296,6 +296,81 @@ TEST_P(AttendFastTest, HalfRowsOfAnyDimAndRowCount) {
       }
 }
 
+// Every buffer attend touches ends at an inaccessible page: rows, query, state and logits are
+// read and written within their bounds on every tail (exact and fast alike), and the results
+// stay close to the exact ones.
+TEST_P(AttendFastTest, NothingIsTouchedPastAnyBuffer) {
+  const std::vector<RowFormat> formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}, {Dtype::q8, 16}, {Dtype::q4, 16}};
+  for (RowFormat kf : formats)
+    for (RowFormat vf : formats)
+      for (std::size_t dim : {16, 17, 33, 80, 144})
+        for (std::size_t n : {1, 33, 65})
+          for (std::size_t n_q : {1, 5}) {
+            if (dim % 16 != 0 && (is_quantized(kf.dtype) || is_quantized(vf.dtype))) continue;  // groups of 16
+            SCOPED_TRACE(std::string(dtype_name(kf.dtype)) + "/" + dtype_name(vf.dtype) + " dim " + std::to_string(dim) +
+                         " n " + std::to_string(n) + " n_q " + std::to_string(n_q));
+            const std::size_t kb = row_bytes(kf, dim), vb = row_bytes(vf, dim);
+            Guarded k(n * kb), v(n * vb), q(n_q * dim * 4);
+            ref::encode_rows(kf, dim, gaussian(n * dim, 41).data(), dim, n, k.as<std::byte>(), kb);
+            ref::encode_rows(vf, dim, gaussian(n * dim, 42).data(), dim, n, v.as<std::byte>(), vb);
+            const auto qv = gaussian(n_q * dim, 43);
+            std::memcpy(q.as<float>(), qv.data(), qv.size() * 4);
+            const Segment seg{k.as<std::byte>(), v.as<std::byte>(), n};
+            std::vector<float> out[2];
+            for (Precision p : {Precision::exact, Precision::fast}) {
+              Guarded m(n_q * 4), l(n_q * 4), acc(n_q * dim * 4), logits(n_q * n * 4);
+              std::fill_n(m.as<float>(), n_q, -std::numeric_limits<float>::infinity());
+              AttendArgs a = attend_args(q.as<float>(), n_q, dim, kf, vf, kb, vb, 1.0f / std::sqrt(float(dim)));
+              a.segments = &seg;
+              a.n_segments = 1;
+              a.rows = n;
+              a.precision = p;
+              a.m = m.as<float>();
+              a.l = l.as<float>();
+              a.acc = acc.as<float>();
+              a.logits = logits.as<float>();
+              a.logits_stride = n;
+              kernels().attend(a);
+              for (std::size_t i = 0; i < n_q * dim; ++i) out[int(p)].push_back(a.acc[i] / a.l[i / dim]);
+            }
+            for (std::size_t i = 0; i < out[0].size(); ++i) ASSERT_NEAR(out[1][i], out[0][i], 2e-2f) << i;
+          }
+}
+
+TEST_P(AttendFastTest, NonFiniteQueriesTakeTheExactPath) {
+  for (RowFormat f : {RowFormat{Dtype::f16, 0}, RowFormat{Dtype::q8, 32}}) {
+    SCOPED_TRACE(dtype_name(f.dtype));
+    const std::size_t dim = 64, n = 40, bytes = row_bytes(f, dim);
+    std::vector<std::byte> k(n * bytes), v(n * bytes);
+    ref::encode_rows(f, dim, gaussian(n * dim, 51).data(), dim, n, k.data(), bytes);
+    ref::encode_rows(f, dim, gaussian(n * dim, 52).data(), dim, n, v.data(), bytes);
+    auto q = gaussian(2 * dim, 53);
+    q[dim + 3] = std::numeric_limits<float>::infinity();  // head 1; head 0 stays finite
+    const Segment seg{k.data(), v.data(), n};
+    std::vector<float> logits[2];
+    for (Precision p : {Precision::exact, Precision::fast}) {
+      std::vector<float> m(2, -std::numeric_limits<float>::infinity()), l(2, 0.0f), acc(2 * dim, 0.0f);
+      logits[int(p)].assign(2 * n, 0.0f);
+      AttendArgs a = attend_args(q.data(), 2, dim, f, f, bytes, bytes, 0.125f);
+      a.segments = &seg;
+      a.n_segments = 1;
+      a.rows = n;
+      a.precision = p;
+      a.m = m.data();
+      a.l = l.data();
+      a.acc = acc.data();
+      a.logits = logits[int(p)].data();
+      a.logits_stride = n;
+      kernels().attend(a);
+    }
+    // The query of the call is not rounded at all: the fast logits equal the exact ones bitwise.
+    for (std::size_t i = 0; i < 2 * n; ++i) {
+      if (std::isnan(logits[0][i])) continue;
+      ASSERT_EQ(logits[1][i], logits[0][i]) << i;
+    }
+  }
+}
+
 TEST_P(AttendFastTest, HeadDimsGroupsAndRowCounts) {
   for (std::size_t dim : {64, 96, 128, 256})
     for (std::uint16_t g : {std::uint16_t{16}, std::uint16_t{32}, std::uint16_t{64}})
@@ -313,7 +388,7 @@ TEST_P(AttendFastTest, QueryHeadCountsMixedFormatsAndSeveralCalls) {
       {{Dtype::q2, 16}, {Dtype::q8, 128}}, {{Dtype::q8, 8}, {Dtype::q8, 8}}, {{Dtype::q4, 24}, {Dtype::q4, 24}},
       {{Dtype::bf16, 0}, {Dtype::f32, 0}}, {{Dtype::f32, 0}, {Dtype::q2, 32}}, {{Dtype::f16, 0}, {Dtype::bf16, 0}}};
   for (const auto& [kf, vf] : pairs)
-    for (std::size_t n_q : {1, 2, 3, 4, 5, 8, 9}) {
+    for (std::size_t n_q : {1, 2, 3, 4, 5, 8, 9, 16, 32, 33}) {
       const std::size_t dim = kf.group == 24 ? 96 : 128;
       check_fast(kernels(), {kf, vf, dim, 1000, n_q, n_q % 3 + 1});
       if (HasFailure()) return;

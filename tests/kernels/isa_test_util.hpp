@@ -5,10 +5,13 @@
 #include "kvc/kernels/table.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -47,6 +50,33 @@ class Misaligned {
  private:
   std::vector<unsigned char> storage_;
   T* data_;
+};
+
+// `bytes` of zeroed memory that end exactly where an inaccessible page starts, so a kernel that
+// reads or writes one byte past them faults instead of passing unnoticed.
+class Guarded {
+ public:
+  explicit Guarded(std::size_t bytes) {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    pages_ = (bytes + page - 1) / page * page;
+    map_ = mmap(nullptr, pages_ + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map_ == MAP_FAILED || mprotect(static_cast<char*>(map_) + pages_, page, PROT_NONE) != 0)
+      throw std::runtime_error("Guarded: mmap/mprotect failed");
+    size_ = pages_ + page;
+    data_ = static_cast<char*>(map_) + pages_ - bytes;
+  }
+  Guarded(const Guarded&) = delete;
+  Guarded& operator=(const Guarded&) = delete;
+  ~Guarded() { munmap(map_, size_); }
+  template <class T>
+  T* as() const {
+    return reinterpret_cast<T*>(data_);
+  }
+
+ private:
+  void* map_ = nullptr;
+  std::size_t pages_ = 0, size_ = 0;
+  char* data_ = nullptr;
 };
 
 // What stays the same across the calls of one attention: the query heads, the row formats and

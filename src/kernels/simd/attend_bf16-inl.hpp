@@ -5,9 +5,10 @@
 //
 // q is rounded to bf16 once per call, each K and V chunk as it is read, the softmax weights once
 // per block; products are exact and sums fp32, so a logit is off from the exact one by at most
-// about 2^-8 * scale * sum_d |q_d k_d| (table.hpp), and an output by 2^-8 of the weighted sum of
-// |v|. f16 rows become bf16 with integer operations (below). f32 rows stay exact: their attention
-// is bound by memory (2.2-2.4 ms at 4K rows either way, measured), so bf16 would only add error.
+// about 2^-7 * scale * sum_d |q_d k_d| (2^-8 over bf16 rows, docs/formats.md), and an output by
+// 2^-7 of the weighted sum of |v|. f16 rows become bf16 with integer operations (below). f32
+// rows stay exact: their attention is bound by memory (2.2-2.4 ms at 4K rows either way,
+// measured), so bf16 would only add error.
 
 struct Bf16Query {
   static constexpr std::size_t kMaxHeads = 32, kMaxDim = 256;
