@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <type_traits>
 
 #include "kvc/kernels/format.hpp"
@@ -34,17 +35,15 @@ namespace {
 
 void attend_avx512bf16(const AttendArgs& a) noexcept {
   if (a.precision != Precision::fast) return avx512_table().attend(a);
-  Bf16Query bf16;  // on the stack: attend does not allocate
+  ScratchOf<Int8Query, GenericInt8Query, Bf16Query> scratch;  // on the stack: attend does not allocate
   if (!is_quantized(a.k_format.dtype) && !is_quantized(a.v_format.dtype)) {
     StageOverrideOf<kGenericBlock> over;  // no int8 stage: the generic stages' block
-    bf16_stages(a, bf16, over);
+    bf16_stages(a, scratch, over);
     return attend<Ops512>(a, over);
   }
   StageOverride over;
-  Int8Query query;
-  GenericInt8Query generic;
-  int8_stages(a, query, generic, over);
-  bf16_stages(a, bf16, over);
+  int8_stages(a, scratch, over);
+  bf16_stages(a, scratch, over);
   attend<Ops512>(a, over);
 }
 

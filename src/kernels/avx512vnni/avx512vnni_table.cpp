@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <type_traits>
 
 #include "kvc/kernels/format.hpp"
@@ -33,9 +34,8 @@ namespace {
 void attend_avx512vnni(const AttendArgs& a) noexcept {
   if (a.precision != Precision::fast) return avx512_table().attend(a);
   StageOverride over;
-  Int8Query query;  // on the stack: attend does not allocate
-  GenericInt8Query generic;
-  int8_stages(a, query, generic, over);
+  ScratchOf<Int8Query, GenericInt8Query> scratch;  // on the stack: attend does not allocate
+  int8_stages(a, scratch, over);
   if (over.logits[0] == nullptr && over.values[0] == nullptr) return attend<Ops512>(a);  // float rows
   attend<Ops512>(a, over);
 }

@@ -2,7 +2,7 @@
 // each per-ISA translation unit inside its own anonymous namespace. Equal to ref::attend within
 // the tolerances stated in tests/kernels/attend_test.cpp (not bitwise: other summation order,
 // one softmax rescale per block of rows).
-// Needs codec-inl.hpp (and what it needs) and <type_traits> to be included first.
+// Needs codec-inl.hpp (and what it needs), <new> and <type_traits> to be included first.
 
 // Rows per online-softmax block: kGenericBlock for the generic stages, kAttendBlock where stages
 // replace them (StageOverride: Block, LogitsFn and ValuesFn are of that size). 64 rows instead of
@@ -378,6 +378,28 @@ inline void prefetch_rows(const std::byte* const* rows, std::size_t n, std::size
     for (; line < row + bytes; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
   }
 }
+
+// Storage for one of Ts at a time: the query a call's fast logits stage prepares (int8, generic
+// int8 or bf16), so the stack holds the largest of them, not their sum (20 instead of 45 KB on
+// avx512bf16: engines run attention on threads with small stacks).
+template <class... Ts>
+class ScratchOf {
+ public:
+  // A fresh T in the storage; ends the life of what was there.
+  template <class T>
+  T& make() noexcept {
+    static_assert((std::is_same_v<T, Ts> || ...) && std::is_trivially_destructible_v<T>);
+    return *::new (static_cast<void*>(bytes_)) T;
+  }
+
+ private:
+  static constexpr std::size_t largest() noexcept {
+    std::size_t n = 0;
+    ((n = sizeof(Ts) > n ? sizeof(Ts) : n), ...);
+    return n;
+  }
+  alignas(64) std::byte bytes_[largest()];
+};
 
 // Stages that replace the generic ones (Precision::fast): [0] for full head tiles, [1] for the
 // last tile; a null pair keeps the generic stage. `prep` is handed to the logits stage.

@@ -212,16 +212,19 @@ inline bool half_rows(kvc::kernels::Dtype d) noexcept {
   return d == kvc::kernels::Dtype::f16 || d == kvc::kernels::Dtype::bf16;
 }
 
-// Sets the logits stages of `over` for f16 and bf16 keys (preparing `query`) and the values
-// stages for f16 and bf16 values; leaves the rest of `over` as it is.
-template <std::size_t B>
-inline void bf16_stages(const kvc::kernels::AttendArgs& a, Bf16Query& query, StageOverrideOf<B>& over) noexcept {
+// Sets the logits stages of `over` for f16 and bf16 keys (preparing the bf16 query in
+// `scratch`) and the values stages for f16 and bf16 values; leaves the rest of `over` as it is.
+template <std::size_t B, class Scratch>
+inline void bf16_stages(const kvc::kernels::AttendArgs& a, Scratch& scratch, StageOverrideOf<B>& over) noexcept {
   if (a.n_q == 0) return;
   const std::size_t last_nh = (a.n_q - 1) % kHeadTile + 1;
-  if (half_rows(a.k_format.dtype) && bf16_prepare(a, query)) {
-    bf16_pick<B>(a.k_format.dtype, last_nh,
-                 [&](auto D, auto NH, int i) { over.logits[i] = &bf16_block_logits<D(), NH(), B>; });
-    over.prep = &query;
+  if (half_rows(a.k_format.dtype)) {
+    Bf16Query& query = scratch.template make<Bf16Query>();
+    if (bf16_prepare(a, query)) {
+      bf16_pick<B>(a.k_format.dtype, last_nh,
+                   [&](auto D, auto NH, int i) { over.logits[i] = &bf16_block_logits<D(), NH(), B>; });
+      over.prep = &query;
+    }
   }
   if (half_rows(a.v_format.dtype))
     bf16_pick<B>(a.v_format.dtype, last_nh,

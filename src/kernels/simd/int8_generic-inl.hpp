@@ -138,9 +138,11 @@ inline void generic_int8_values_stages(const kvc::kernels::AttendArgs& a, StageO
 }
 
 // Every int8 stage that applies to a's quantized keys and values: the vectorized ones where
-// their shape allows, the loops above elsewhere. `query` and `generic` must outlive the call.
-inline void int8_stages(const kvc::kernels::AttendArgs& a, Int8Query& query, GenericInt8Query& generic,
-                        StageOverride& over) noexcept {
-  if (!int8_logits_stages(a, query, over)) generic_int8_logits_stages(a, generic, over);
+// their shape allows, the loops above elsewhere. The prepared query lives in `scratch`, which
+// must outlive the call.
+template <class Scratch>
+inline void int8_stages(const kvc::kernels::AttendArgs& a, Scratch& scratch, StageOverride& over) noexcept {
+  if (kvc::kernels::is_quantized(a.k_format.dtype) && !int8_logits_stages(a, scratch.template make<Int8Query>(), over))
+    generic_int8_logits_stages(a, scratch.template make<GenericInt8Query>(), over);
   if (!int8_values_stages(a, over)) generic_int8_values_stages(a, over);
 }
