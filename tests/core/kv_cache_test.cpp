@@ -85,23 +85,32 @@ TEST(KVCache, ChunkAttentionIsCausal) {
   }
 }
 
+// Random keys and values of n tokens, one query, and the reference attention output (scale
+// 1/sqrt(head_dim)).
+struct Sample {
+  std::vector<float> keys, values, q, expected;
+};
+
+Sample sample(const Shape& s, std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  const std::size_t kv = s.kv_heads * s.head_dim, qn = s.query_heads * s.head_dim;
+  Sample x{random_vector(n * kv, rng), random_vector(n * kv, rng), random_vector(qn, rng), std::vector<float>(qn)};
+  reference::attention(s, x.q, x.keys, x.values, 1.0f / std::sqrt(static_cast<float>(s.head_dim)), x.expected);
+  return x;
+}
+
 // Every ISA the machine has gives the reference result within float tolerance.
 TEST(KVCache, EveryIsaMatchesReference) {
   const Shape s{1, 8, 2, 64};
-  for (auto isa : {kernels::Isa::scalar, kernels::Isa::avx2, kernels::Isa::avx512, kernels::Isa::avx512vnni,
-                   kernels::Isa::avx512bf16}) {
-    if (!kernels::isa_supported(isa)) continue;
+  const Sample x = sample(s, 300, 4);
+  for (auto isa : kernels::supported_isas()) {
     SCOPED_TRACE(kernels::isa_name(isa));
     KVCache<> cache(s, {.isa = isa});
     EXPECT_EQ(cache.isa(), isa);
-    std::mt19937 rng(4);
-    const std::size_t n = 300, kv = s.kv_heads * s.head_dim, qn = s.query_heads * s.head_dim;
-    auto keys = random_vector(n * kv, rng), values = random_vector(n * kv, rng), q = random_vector(qn, rng);
-    cache.prefill(0, 0, keys, values);
-    std::vector<float> out(qn), expected(qn);
-    cache.attend(0, q, out);
-    reference::attention(s, q, keys, values, 0.125f, expected);
-    for (std::size_t i = 0; i < qn; ++i) EXPECT_NEAR(out[i], expected[i], 1e-5f) << i;
+    cache.prefill(0, 0, x.keys, x.values);
+    std::vector<float> out(x.q.size());
+    cache.attend(0, x.q, out);
+    for (std::size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], x.expected[i], 1e-5f) << i;
   }
 }
 
@@ -110,25 +119,22 @@ TEST(KVCache, EveryIsaMatchesReference) {
 // weights and v); f32 storage and every other ISA take the exact path, bit for bit.
 TEST(KVCache, FastPrecisionOnHalfStorageTakesTheBf16PathWhereAvailable) {
   const Shape s{1, 8, 2, 128};
-  std::mt19937 rng(6);
-  const std::size_t n = 300, kv = s.kv_heads * s.head_dim, qn = s.query_heads * s.head_dim;
-  auto keys = random_vector(n * kv, rng), values = random_vector(n * kv, rng), q = random_vector(qn, rng);
-  std::vector<float> expected(qn);
-  reference::attention(s, q, keys, values, 1.0f / std::sqrt(128.0f), expected);
+  const Sample x = sample(s, 300, 6);
+  const std::size_t qn = x.q.size();
   for (auto isa : kernels::supported_isas())
     for (auto dtype : {kernels::Dtype::f32, kernels::Dtype::f16, kernels::Dtype::bf16}) {
       SCOPED_TRACE(std::string(kernels::isa_name(isa)) + " " + kernels::dtype_name(dtype));
       std::vector<float> out[2];
       for (auto precision : {kernels::Precision::exact, kernels::Precision::fast}) {
         KVCache<> cache(s, {.dtype = dtype, .precision = precision, .isa = isa});
-        cache.prefill(0, 0, keys, values);
+        cache.prefill(0, 0, x.keys, x.values);
         out[static_cast<int>(precision)].resize(qn);
-        cache.attend(0, q, out[static_cast<int>(precision)]);
+        cache.attend(0, x.q, out[static_cast<int>(precision)]);
       }
       float diff = 0.0f, err = 0.0f;
       for (std::size_t i = 0; i < qn; ++i) {
         diff = std::max(diff, std::fabs(out[0][i] - out[1][i]));
-        err = std::max(err, std::fabs(out[1][i] - expected[i]));
+        err = std::max(err, std::fabs(out[1][i] - x.expected[i]));
       }
       if (isa == kernels::Isa::avx512bf16 && dtype != kernels::Dtype::f32) {
         EXPECT_GT(diff, 0.0f) << "fast must not be the exact path";
@@ -141,21 +147,18 @@ TEST(KVCache, FastPrecisionOnHalfStorageTakesTheBf16PathWhereAvailable) {
 
 TEST(KVCache, HalfStorageIsCloseAndHalvesMemory) {
   const Shape s{1, 4, 2, 32};
-  std::mt19937 rng(5);
-  const std::size_t n = 64, kv = s.kv_heads * s.head_dim, qn = s.query_heads * s.head_dim;
-  auto keys = random_vector(n * kv, rng), values = random_vector(n * kv, rng), q = random_vector(qn, rng);
-  std::vector<float> expected(qn);
-  reference::attention(s, q, keys, values, 1.0f / std::sqrt(32.0f), expected);
+  const std::size_t n = 64;
+  const Sample x = sample(s, n, 5);
   KVCache<> full(s, {.capacity = n});
-  full.prefill(0, 0, keys, values);
+  full.prefill(0, 0, x.keys, x.values);
   for (auto dtype : {kernels::Dtype::f16, kernels::Dtype::bf16}) {
     SCOPED_TRACE(kernels::dtype_name(dtype));
     KVCache<> half(s, {.dtype = dtype, .capacity = n});
-    half.prefill(0, 0, keys, values);
-    std::vector<float> out(qn);
-    half.attend(0, q, out);
+    half.prefill(0, 0, x.keys, x.values);
+    std::vector<float> out(x.q.size());
+    half.attend(0, x.q, out);
     const float tolerance = dtype == kernels::Dtype::f16 ? 2e-3f : 2e-2f;
-    for (std::size_t i = 0; i < qn; ++i) EXPECT_NEAR(out[i], expected[i], tolerance);
+    for (std::size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], x.expected[i], tolerance);
     // Rows shrink from 4 to 2 bytes per element; positions (4 bytes per token) stay.
     const std::size_t rows = n * s.kv_heads;
     EXPECT_EQ(full.memory_bytes() - half.memory_bytes(), rows * 2 * s.head_dim * 2);

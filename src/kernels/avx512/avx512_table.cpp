@@ -1,20 +1,6 @@
 // The AVX-512 (F/BW/VL/DQ) kernel table. 16-lane kernels, with the 8-lane ones (compiled here
 // with AVX-512 flags, internal linkage) for quantized rows whose group is 8 mod 16.
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 intrinsics self-initialize their undefined vectors (__Y = __Y), which its
-// -W(maybe-)uninitialized reports at every inlined use: a known false positive of the headers.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
-
-#include <cstddef>
-#include <cstdint>
-#include <new>
-#include <type_traits>
-
-#include "kvc/kernels/format.hpp"
-#include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak
+#include "../simd/avx512_tu.hpp"
 
 namespace kvc::kernels {
 namespace {

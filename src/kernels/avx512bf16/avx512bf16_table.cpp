@@ -1,21 +1,7 @@
 // The AVX-512 table plus AVX512-VNNI and AVX512-BF16: the avx512vnni table, whose
 // Precision::fast attention here also runs f16 and bf16 rows as bf16 dot products.
 // Only this file is compiled with -mavx512bf16, so no other code can pick up BF16 instructions.
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 intrinsics self-initialize their undefined vectors (__Y = __Y), which its
-// -W(maybe-)uninitialized reports at every inlined use: a known false positive of the headers.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
-
-#include <cstddef>
-#include <cstdint>
-#include <new>
-#include <type_traits>
-
-#include "kvc/kernels/format.hpp"
-#include "kvc/kernels/table.hpp"
+#include "../simd/avx512_tu.hpp"
 
 namespace kvc::kernels {
 

@@ -1,21 +1,7 @@
 // The AVX-512 table plus AVX512-VNNI: the same codecs and exact attention as avx512 (its
 // entries), and Precision::fast attention over quantized rows with int8 dot products. Only this
 // file is compiled with -mavx512vnni, so no other code can pick up VNNI instructions.
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 intrinsics self-initialize their undefined vectors (__Y = __Y), which its
-// -W(maybe-)uninitialized reports at every inlined use: a known false positive of the headers.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
-
-#include <cstddef>
-#include <cstdint>
-#include <new>
-#include <type_traits>
-
-#include "kvc/kernels/format.hpp"
-#include "kvc/kernels/table.hpp"
+#include "../simd/avx512_tu.hpp"
 
 namespace kvc::kernels {
 
