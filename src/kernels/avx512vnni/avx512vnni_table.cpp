@@ -22,7 +22,6 @@ void attend_avx512vnni(const AttendArgs& a) noexcept {
   StageOverride over;
   ScratchOf<Int8Query, GenericInt8Query> scratch;  // on the stack: attend does not allocate
   int8_stages(a, scratch, over);
-  if (over.logits[0] == nullptr && over.values[0] == nullptr) return attend<Ops512>(a);  // float rows
   attend<Ops512>(a, over);
 }
 

@@ -4,8 +4,8 @@
 // one softmax rescale per block of rows).
 // Needs codec-inl.hpp (and what it needs), <new> and <type_traits> to be included first.
 
-// Rows per online-softmax block: kGenericBlock for the generic stages, kAttendBlock where stages
-// replace them (StageOverride: Block, LogitsFn and ValuesFn are of that size). 64 rows instead of
+// Rows per online-softmax block: kGenericBlock for the generic stages, kAttendBlock where the int8
+// stages replace them (StageOverride: Block, LogitsFn and ValuesFn are of that size). 64 rows instead of
 // 32 halve the per-block work (rescales, reductions, stage calls): f16 67 -> 72 % of the FMA
 // peak from L2; the int8 stages, tuned for 32, lost over a DRAM-resident cache with 64.
 inline constexpr std::size_t kAttendBlock = 32;
@@ -464,9 +464,12 @@ inline void attend_blocks(const kvc::kernels::AttendArgs& a, const StageOverride
   }
 }
 
-// Preconditions: quantized dims are multiples of 8 (format.hpp).
+// Preconditions: quantized dims are multiples of 8 (format.hpp). An override that replaces no
+// stage runs the generic stages at their own block size.
 template <class O, std::size_t B = kGenericBlock>
 inline void attend(const kvc::kernels::AttendArgs& a, const StageOverrideOf<B>& over = {}) noexcept {
   if (a.n_q == 0) return;
+  if constexpr (B != kGenericBlock)
+    if (over.logits[0] == nullptr && over.values[0] == nullptr) return attend_blocks<O, kGenericBlock>(a, {});
   attend_blocks<O, B>(a, over);
 }

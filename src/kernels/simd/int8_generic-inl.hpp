@@ -134,7 +134,6 @@ inline void generic_int8_values_stages(const kvc::kernels::AttendArgs& a, StageO
   const std::size_t group = a.v_format.group;
   if (!kvc::kernels::is_quantized(a.v_format.dtype) || group == 0 || a.v_dim % group != 0) return;
   generic_pick(a.v_format.dtype, (a.n_q - 1) % kHeadTile + 1, nullptr, over.values);
-  over.prefetch_values = true;
 }
 
 // Every int8 stage that applies to a's quantized keys and values: the vectorized ones where
@@ -145,4 +144,5 @@ inline void int8_stages(const kvc::kernels::AttendArgs& a, Scratch& scratch, Sta
   if (kvc::kernels::is_quantized(a.k_format.dtype) && !int8_logits_stages(a, scratch.template make<Int8Query>(), over))
     generic_int8_logits_stages(a, scratch.template make<GenericInt8Query>(), over);
   if (!int8_values_stages(a, over)) generic_int8_values_stages(a, over);
+  over.prefetch_values = over.values[0] != nullptr;  // the int8 values stages do not fetch as they go
 }

@@ -306,6 +306,5 @@ inline bool int8_values_stages(const kvc::kernels::AttendArgs& a, StageOverride&
   };
   pick(kHeadTile, over.values[0]);
   pick((a.n_q - 1) % kHeadTile + 1, over.values[1]);
-  over.prefetch_values = true;
   return true;
 }
