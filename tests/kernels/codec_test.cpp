@@ -63,6 +63,25 @@ std::vector<Data> data_kinds() {
          return v;
        },
        false},
+      {"magnitude_per_8",  // 1e-8 .. 1e8 by chunks of 8: batches mix saturated and plain groups
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 14);
+         for (std::size_t i = 0; i < v.size(); ++i) v[i] *= std::pow(10.0f, static_cast<float>((i / 8 * 5) % 17) - 8.0f);
+         return v;
+       },
+       false},
+      {"scale_near_f16_max",  // a range of 65504 * levels * (1 -+ 5e-4): unsaturated codes at the edge
+       [](std::size_t n, std::size_t dim) {
+         std::vector<float> v(n * dim);
+         const float levels[] = {3.0f, 15.0f, 255.0f}, edge[] = {0.9995f, 1.0f, 1.0005f};
+         for (std::size_t i = 0; i < v.size(); ++i) {
+           const std::size_t chunk = i / 8;
+           const float top = 65504.0f * levels[chunk % 3] * edge[chunk / 3 % 3];
+           v[i] = top * static_cast<float>(i % 8) / 7.0f - (chunk % 2 == 0 ? 0.0f : 60000.0f);
+         }
+         return v;
+       },
+       false},
       {"tiny_subnormal_f16",
        [](std::size_t n, std::size_t dim) {
          auto v = gaussian(n * dim, 12);

@@ -13,9 +13,7 @@ namespace {
 
 void encode_rows_avx512(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
                         std::byte* dst, std::size_t dst_stride) noexcept {
-  // Quantized rows with 256-bit vectors: on Zen 4 they encode DRAM-resident rows faster (q8
-  // group 32: 18.0 against 14.5 GB/s; group 128: 20.4 against 18.3) and as fast from L2.
-  if (is_quantized(f.dtype))
+  if (is_quantized(f.dtype))  // 8-lane vectors (codec-inl.hpp, encode_quantized_rows)
     encode_rows<Ops256>(f, dim, src, src_stride, n, dst, dst_stride);
   else
     encode_float_rows<Ops512>(f, dim, src, src_stride, n, dst, dst_stride);

@@ -71,25 +71,27 @@ inline void decode_rows(kvc::kernels::RowFormat f, std::size_t dim, const std::b
   }
 }
 
-// Parameters of `count` <= 4 groups (group % O::W == 0, x[k] the first element of group k),
-// computed together in the lanes of one 128-bit vector (f16 rounding with vcvtps2ph's
-// rounding-mode immediates): their {scale, min} pairs go to `params`, and the min and 1/scale
-// the codes use to mins/invs (4 entries written, whatever the count).
-template <class O>
-inline void group_params4(const float* const* x, std::size_t group, std::size_t count, float levels, std::byte* params,
-                          float* mins, float* invs) noexcept {
+// Parameters of `count` <= 8 groups (group % 8 == 0, x[k] the first element of group k),
+// computed together in the 8 lanes of one vector (f16 rounding with vcvtps2ph's rounding-mode
+// immediates): their {scale, min} pairs go to `params` (count pairs written), and the min and
+// 1/scale the codes use to mins/invs (8 entries written, whatever the count). Returns whether a
+// scale may have saturated at the f16 maximum (see quantize_groups).
+template <class O, std::size_t PerGroup>
+inline bool group_params8(const float* const* x, std::size_t group_size, std::size_t count, float levels,
+                          std::byte* params, float* mins, float* invs) noexcept {
+  static_assert(O::W == 8, "one group per lane");
   using F = typename O::F;
-  constexpr std::size_t W = O::W;
-  F lo[4], hi[4];
-  for (std::size_t k = 0; k < 4; ++k) {
-    if (k >= count) {  // lanes without a group repeat the first one
+  const std::size_t group = PerGroup != 0 ? PerGroup * 8 : group_size;
+  F lo[8], hi[8];
+  for (std::size_t k = 0; k < 8; ++k) {
+    if (k > 0 && k >= count) {  // lanes without a group repeat the first one
       lo[k] = lo[0];
       hi[k] = hi[0];
       continue;
     }
     const float* xg = x[k];
     F l = O::load(xg), h = l;
-    for (std::size_t i = W; i < group; i += W) {
+    for (std::size_t i = 8; i < group; i += 8) {
       const F v = O::load(xg + i);
       l = O::min(v, l);
       h = O::max(v, h);
@@ -97,37 +99,43 @@ inline void group_params4(const float* const* x, std::size_t group, std::size_t 
     lo[k] = l;
     hi[k] = h;
   }
-  __m128 vlo = O::template reduce4<false>(lo[0], lo[1], lo[2], lo[3]);
-  __m128 vhi = O::template reduce4<true>(hi[0], hi[1], hi[2], hi[3]);
-  const __m128 zero = _mm_setzero_ps();
-  if (_mm_movemask_ps(_mm_or_ps(_mm_cmpeq_ps(vlo, zero), _mm_cmpeq_ps(vhi, zero))) != 0) {
+  F vlo = O::template reduce8<false>(lo), vhi = O::template reduce8<true>(hi);
+  if (O::any_zero(vlo, vhi)) {
     // A zero extreme: its sign is that of the group's first zero, as in the reference.
-    alignas(16) float l4[4], h4[4];
-    _mm_store_ps(l4, vlo);
-    _mm_store_ps(h4, vhi);
+    alignas(32) float l8[8], h8[8];
+    O::store(l8, vlo);
+    O::store(h8, vhi);
     for (std::size_t k = 0; k < count; ++k) {
-      if (l4[k] == 0.0f) l4[k] = first_zero(x[k], group);
-      if (h4[k] == 0.0f) h4[k] = first_zero(x[k], group);
+      if (l8[k] == 0.0f) l8[k] = first_zero(x[k], group);
+      if (h8[k] == 0.0f) h8[k] = first_zero(x[k], group);
     }
-    vlo = _mm_load_ps(l4);
-    vhi = _mm_load_ps(h4);
+    vlo = O::load(l8);
+    vhi = O::load(h8);
   }
-  const __m128 max16 = _mm_set1_ps(65504.0f), min16 = _mm_set1_ps(-65504.0f);
-  const __m128i min_h = _mm_cvtps_ph(_mm_max_ps(min16, _mm_min_ps(max16, vlo)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m128 min_f = _mm_cvtph_ps(min_h);
-  const __m128 q = _mm_div_ps(_mm_sub_ps(vhi, min_f), _mm_set1_ps(levels));
-  const __m128i scale_h = _mm_cvtps_ph(_mm_max_ps(min16, _mm_min_ps(max16, q)), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
-  const __m128 scale_f = _mm_cvtph_ps(scale_h);
-  const __m128 inv = _mm_and_ps(_mm_cmpgt_ps(scale_f, zero), _mm_div_ps(_mm_set1_ps(1.0f), scale_f));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(params), _mm_unpacklo_epi16(scale_h, min_h));
-  _mm_storeu_ps(mins, min_f);
-  _mm_storeu_ps(invs, inv);
+  const auto min_h = O::template to_f16<_MM_FROUND_TO_NEG_INF>(O::clamp_f16(vlo));
+  const F min_f = O::from_f16(min_h);
+  const auto scale_h = O::template to_f16<_MM_FROUND_TO_POS_INF>(O::clamp_f16(O::div(O::sub(vhi, min_f), O::set1(levels))));
+  const F scale_f = O::from_f16(scale_h);
+  O::store(mins, min_f);
+  O::store(invs, O::positive_or_zero(scale_f, O::div(O::set1(1.0f), scale_f)));
+  if (count == 8) {
+    O::store_channel_params(params, scale_h, min_h);  // the same {scale, min} pairs
+  } else {
+    alignas(32) std::byte pairs[32];
+    O::store_channel_params(pairs, scale_h, min_h);
+    for (std::size_t k = 0; k < count; ++k) __builtin_memcpy(params + 4 * k, pairs + 4 * k, 4);  // no call to memcpy
+  }
+  return O::any_f16_max(scale_h);
 }
 
 // Codes of `groups` consecutive groups at x, from their mins and invs, four vectors per pack
 // (one store, no narrowing per vector). PerGroup: vectors per group, when known at compile time
-// (0: any), so that the group of each vector is a constant.
-template <class O, unsigned bits, std::size_t PerGroup>
+// (0: any), so that the group of each vector is a constant. Unclamped: no scale is 65504, so
+// none saturated and (x - min) * inv <= levels (1 + 2^-21) (x <= max, scale >= range / levels,
+// each rounding within 2^-24), which rounds to at most levels; below, negative codes (x under a
+// min that saturated at -65504) become 0 in store_codes4's saturating packs. A saturated scale
+// can put codes far above levels, so such batches take the clamped path.
+template <class O, unsigned bits, std::size_t PerGroup, bool Unclamped>
 inline void quantize_groups(const float* x, std::size_t group, std::size_t groups, const float* mins,
                             const float* invs, std::byte* codes) noexcept {
   constexpr std::size_t W = O::W;
@@ -144,7 +152,9 @@ inline void quantize_groups(const float* x, std::size_t group, std::size_t group
         typename O::I c[4];
         for (std::size_t k = 0; k < 4; ++k) {
           const std::size_t g = (p + k) / PerGroup;
-          c[k] = O::quantize_hi(O::load(xv + (p + k) * W), O::set1(m[g]), O::set1(i[g]), levels);
+          const typename O::F xk = O::load(xv + (p + k) * W);
+          c[k] = Unclamped ? O::quantize_unclamped(xk, O::set1(m[g]), O::set1(i[g]))
+                           : O::quantize_hi(xk, O::set1(m[g]), O::set1(i[g]), levels);
         }
         O::store_codes4(codes, (v + p) * W, bits, c);
       }
@@ -156,79 +166,83 @@ inline void quantize_groups(const float* x, std::size_t group, std::size_t group
   }
 }
 
-// quantize_groups with the vectors per group fixed where it is a power of two up to 16.
-template <class O, unsigned bits>
-inline void quantize_row_groups(const float* x, std::size_t group, std::size_t groups, const float* mins,
-                                const float* invs, std::byte* codes) noexcept {
-  switch (group / O::W) {
-    case 1: return quantize_groups<O, bits, 1>(x, group, groups, mins, invs, codes);
-    case 2: return quantize_groups<O, bits, 2>(x, group, groups, mins, invs, codes);
-    case 4: return quantize_groups<O, bits, 4>(x, group, groups, mins, invs, codes);
-    case 8: return quantize_groups<O, bits, 8>(x, group, groups, mins, invs, codes);
-    case 16: return quantize_groups<O, bits, 16>(x, group, groups, mins, invs, codes);
-    default: return quantize_groups<O, bits, 0>(x, group, groups, mins, invs, codes);
-  }
+template <class O, unsigned bits, std::size_t PerGroup>
+inline void quantize_groups(bool saturated, const float* x, std::size_t group, std::size_t groups,
+                            const float* mins, const float* invs, std::byte* codes) noexcept {
+  if (saturated) return quantize_groups<O, bits, PerGroup, false>(x, group, groups, mins, invs, codes);
+  quantize_groups<O, bits, PerGroup, true>(x, group, groups, mins, invs, codes);
 }
 
 inline constexpr std::size_t kEncodeBatchRows = 8;
 inline constexpr std::size_t kEncodeMaxGroups = 64;  // per batch, for the batched encoder
 
-// Rows of q8/q4/q2 with group % O::W == 0 and at most kEncodeMaxGroups groups, in batches of
-// kEncodeBatchRows rows: first the parameters of the batch's groups, four at a time across rows
-// (one reduction, f16 rounding and division chain per four groups, however short the rows),
-// then the codes, from L1. From DRAM (int8, group 64, one run, GB/s): 2 rows 14.4, 4 rows
-// 19.5, 8 rows 20.4; computing the next batch's parameters ahead of the current codes gained
-// nothing from L2 and lost 25 % from DRAM.
-template <class O, unsigned bits>
+// Rows of q8/q4/q2 with group % 8 == 0, with 8-lane vectors on every ISA (on Zen 4 they encode
+// DRAM-resident rows faster than 16-lane ones: q8 group 32, 18.0 against 14.5 GB/s). Rows of at
+// most kEncodeMaxGroups groups go in batches of kEncodeBatchRows rows: first the parameters of
+// the batch's groups, eight at a time across rows (one reduction, f16 rounding and division
+// chain per eight groups, however short the rows), then the codes, from L1. Longer rows go one
+// at a time, eight groups at a time. Measured on Zen 4, int8, GB/s: batches of 2 rows 14.4, 4
+// rows 19.5, 8 rows 20.4 (DRAM, group 64); chains of eight groups instead of four, unclamped
+// codes and a constant group, from L2, one run: group 32 19.3 -> 24.7, group 128 26.2 -> 30.7,
+// while DRAM-resident rows stayed at 18-20 (memory-bound). Computing the next batch's
+// parameters ahead of the current codes gained nothing from L2 and lost 25 % from DRAM.
+template <class O, unsigned bits, std::size_t PerGroup>
 inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
                                   std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
   const auto levels = static_cast<float>((1u << bits) - 1u);
-  const std::size_t group = f.group, groups = dim / group, code_bytes = dim * bits / 8;
+  const std::size_t group = PerGroup != 0 ? PerGroup * 8 : f.group, groups = dim / group, code_bytes = dim * bits / 8;
+  if (groups > kEncodeMaxGroups) {
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t g0 = 0; g0 < groups; g0 += 8) {
+        const std::size_t count = min_size(8, groups - g0);
+        alignas(32) float mins[8], invs[8];
+        const float* x[8];
+        for (std::size_t k = 0; k < count; ++k) x[k] = src + r * src_stride + (g0 + k) * group;
+        std::byte* y = dst + r * dst_stride;
+        const bool saturated = group_params8<O, PerGroup>(x, group, count, levels, y + code_bytes + g0 * 4, mins, invs);
+        quantize_groups<O, bits, PerGroup>(saturated, x[0], group, count, mins, invs, y + g0 * group * bits / 8);
+      }
+    return;
+  }
   const std::size_t batch = min_size(kEncodeBatchRows, kEncodeMaxGroups / groups);
-  alignas(64) float mins[kEncodeMaxGroups], invs[kEncodeMaxGroups];
+  alignas(64) float mins[kEncodeMaxGroups + 8], invs[kEncodeMaxGroups + 8];
   alignas(64) std::byte pairs[kEncodeMaxGroups * 4];
   for (std::size_t r0 = 0; r0 < n; r0 += batch) {
     const std::size_t rows = min_size(n - r0, batch), count = rows * groups;
     const float* row = src + r0 * src_stride;
     std::size_t g = 0;
-    for (std::size_t at = 0; at < count; at += 4) {
-      const float* x[4];
-      for (std::size_t k = 0; k < 4 && at + k < count; ++k) {
+    bool saturated = false;
+    for (std::size_t at = 0; at < count; at += 8) {
+      const float* x[8];
+      for (std::size_t k = 0; k < 8 && at + k < count; ++k) {
         x[k] = row + g * group;
         if (++g == groups) g = 0, row += src_stride;
       }
-      group_params4<O>(x, group, min_size(4, count - at), levels, pairs + 4 * at, mins + at, invs + at);
+      saturated |=
+          group_params8<O, PerGroup>(x, group, min_size(8, count - at), levels, pairs + 4 * at, mins + at, invs + at);
     }
     for (std::size_t i = 0; i < rows; ++i) {
       const std::size_t at = i * groups;
       std::byte* y = dst + (r0 + i) * dst_stride;
       for (std::size_t k = 0; k < groups; ++k)  // 4 bytes at a time: no call to memcpy
         __builtin_memcpy(y + code_bytes + 4 * k, pairs + 4 * (at + k), 4);
-      quantize_row_groups<O, bits>(src + (r0 + i) * src_stride, group, groups, mins + at, invs + at, y);
+      quantize_groups<O, bits, PerGroup>(saturated, src + (r0 + i) * src_stride, group, groups, mins + at, invs + at, y);
     }
   }
 }
 
-// Quantized rows: batched while a row has few enough groups, else row by row (the same code
-// with a batch of one row and its groups taken four at a time).
+// encode_quantized_rows with the vectors per group a constant where it is a power of two up to 16.
 template <class O, unsigned bits>
 inline void encode_quantized(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
                              std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
-  const std::size_t group = f.group, groups = dim / group, code_bytes = dim * bits / 8;
-  if (groups <= kEncodeMaxGroups) return encode_quantized_rows<O, bits>(f, dim, src, src_stride, n, dst, dst_stride);
-  const auto levels = static_cast<float>((1u << bits) - 1u);
-  for (std::size_t r = 0; r < n; ++r)
-    for (std::size_t g0 = 0; g0 < groups; g0 += 4) {
-      const std::size_t count = min_size(4, groups - g0);
-      float mins[4], invs[4];
-      std::byte pairs[16];
-      const float* x[4];
-      for (std::size_t k = 0; k < count; ++k) x[k] = src + r * src_stride + (g0 + k) * group;
-      std::byte* y = dst + r * dst_stride;
-      group_params4<O>(x, group, count, levels, pairs, mins, invs);
-      for (std::size_t k = 0; k < count; ++k) __builtin_memcpy(y + code_bytes + (g0 + k) * 4, pairs + 4 * k, 4);
-      quantize_row_groups<O, bits>(x[0], group, count, mins, invs, y + g0 * group * bits / 8);
-    }
+  switch (f.group / 8) {
+    case 1: return encode_quantized_rows<O, bits, 1>(f, dim, src, src_stride, n, dst, dst_stride);
+    case 2: return encode_quantized_rows<O, bits, 2>(f, dim, src, src_stride, n, dst, dst_stride);
+    case 4: return encode_quantized_rows<O, bits, 4>(f, dim, src, src_stride, n, dst, dst_stride);
+    case 8: return encode_quantized_rows<O, bits, 8>(f, dim, src, src_stride, n, dst, dst_stride);
+    case 16: return encode_quantized_rows<O, bits, 16>(f, dim, src, src_stride, n, dst, dst_stride);
+    default: return encode_quantized_rows<O, bits, 0>(f, dim, src, src_stride, n, dst, dst_stride);
+  }
 }
 
 // f32, f16 and bf16 rows, any dim.

@@ -3,18 +3,6 @@
 // function here has internal linkage: no AVX2 copy can be picked by the linker for another TU.
 // Needs <immintrin.h>, <cstdint> and <cstddef> to be included first.
 
-// {op(a), op(b), op(c), op(d)} over the 8 lanes of each: a transpose-and-reduce, so four groups'
-// extremes cost about as much as one horizontal reduction.
-template <bool Max>
-inline __m128 reduce4_256(__m256 a, __m256 b, __m256 c, __m256 d) noexcept {
-  const auto op = [](__m256 x, __m256 y) { return Max ? _mm256_max_ps(x, y) : _mm256_min_ps(x, y); };
-  const __m256 ab = op(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));  // a02 b02 a13 b13 | a46..
-  const __m256 cd = op(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
-  const __m256 abcd = op(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));  // a0-3 b0-3 c0-3 d0-3 | 4-7
-  const __m128 lo = _mm256_castps256_ps128(abcd), hi = _mm256_extractf128_ps(abcd, 1);
-  return Max ? _mm_max_ps(lo, hi) : _mm_min_ps(lo, hi);
-}
-
 struct Ops256 {
   static constexpr std::size_t W = 8;
   using F = __m256;
@@ -59,8 +47,20 @@ struct Ops256 {
     const F ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
     return half_sum(_mm256_hadd_ps(ab, cd));
   }
+  // Lane k: op over the lanes of v[k]. A transpose-and-reduce, so eight groups' extremes cost
+  // about as much as two horizontal reductions.
   template <bool Max>
-  static __m128 reduce4(F a, F b, F c, F d) noexcept { return reduce4_256<Max>(a, b, c, d); }
+  static F reduce8(const F (&v)[8]) noexcept {
+    const auto op = [](F x, F y) { return Max ? _mm256_max_ps(x, y) : _mm256_min_ps(x, y); };
+    F p[4];  // p[i], per 128-bit lane: a02 b02 a13 b13 of a = v[2i], b = v[2i + 1]
+    for (int i = 0; i < 4; ++i) p[i] = op(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    const F abcd = op(_mm256_shuffle_ps(p[0], p[1], 0x44), _mm256_shuffle_ps(p[0], p[1], 0xEE));  // a b c d | a b c d
+    const F efgh = op(_mm256_shuffle_ps(p[2], p[3], 0x44), _mm256_shuffle_ps(p[2], p[3], 0xEE));
+    return op(_mm256_permute2f128_ps(abcd, efgh, 0x20), _mm256_permute2f128_ps(abcd, efgh, 0x31));
+  }
+  static bool any_zero(F a, F b) noexcept {
+    return _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(a, zero(), _CMP_EQ_OQ), _mm256_cmp_ps(b, zero(), _CMP_EQ_OQ))) != 0;
+  }
   static float hmin(F x) noexcept {
     __m128 s = _mm_min_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     s = _mm_min_ps(s, _mm_movehl_ps(s, s));
@@ -177,9 +177,17 @@ struct Ops256 {
     const F v = _mm256_mul_ps(_mm256_sub_ps(x, min), inv);
     return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), levels));
   }
-  // As in Ops512: clamped above only, for store_codes4.
+  // For store_codes4, whose saturating packs turn negative codes into 0: clamped above only.
   static I quantize_hi(F x, F min, F inv, F levels) noexcept {
     return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(x, min), inv), levels));
+  }
+  // Not clamped: for groups whose codes are known to round into [0, levels] (quantize_groups).
+  static I quantize_unclamped(F x, F min, F inv) noexcept {
+    return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(x, min), inv));
+  }
+  // Whether a lane holds scale 65504, the f16 maximum clamp_f16 may have saturated it to.
+  static bool any_f16_max(H scale) noexcept {
+    return _mm_movemask_epi8(_mm_cmpeq_epi16(scale, _mm_set1_epi16(0x7BFF))) != 0;
   }
   // 4W consecutive codes packed to `bits` at element d0, as in Ops512 (dword j of lane L holds
   // codes 4L..4L+3 of c[j] after the packs).
