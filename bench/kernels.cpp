@@ -85,6 +85,27 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Reads like BM_ReadBandwidth and writes `state.range(1)` bytes per 512 read, as quantizing rows
+// of 128 floats does (int8 group 32: 144, int4 group 32: 80): the DRAM floor of quantize, in GB/s
+// of bytes read.
+void BM_ReadWriteBandwidth(benchmark::State& state) {
+  const std::size_t bytes = static_cast<std::size_t>(state.range(0)) * kMiB, written = state.range(1) / 8;
+  const std::size_t chunks = bytes / 512;
+  const Buffer in(bytes), out(chunks * written * 8);
+  const auto* p = in.as<const std::uint64_t>();
+  auto* q = out.as<std::uint64_t>();
+  for (auto _ : state) {
+    for (std::size_t c = 0; c < chunks; ++c) {
+      std::uint64_t a[8] = {};
+      for (std::size_t i = 0; i < 64; i += 8)
+        for (std::size_t j = 0; j < 8; ++j) a[j] += p[64 * c + i + j];
+      for (std::size_t w = 0; w < written; ++w) q[written * c + w] = a[w % 8];
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // ---- quantize ----
 
 constexpr std::size_t kQuantizeDim = 128;
@@ -191,6 +212,11 @@ void BM_Attend(benchmark::State& state, Isa isa, RowFormat f, std::size_t tokens
 
 void register_all() {
   benchmark::RegisterBenchmark("read_bandwidth/1024MiB", BM_ReadBandwidth)->Arg(1024)->MinTime(kMinTime)->Unit(benchmark::kMillisecond);
+  for (std::int64_t written : {80, 144})
+    benchmark::RegisterBenchmark(("read_write_bandwidth/256MiB/512to" + std::to_string(written)).c_str(), BM_ReadWriteBandwidth)
+        ->Args({256, written})
+        ->MinTime(kMinTime)
+        ->Unit(benchmark::kMillisecond);
 
   const std::vector<RowFormat> quantized{{Dtype::q8, 32}, {Dtype::q8, 64}, {Dtype::q8, 128}, {Dtype::q4, 32},
                                          {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}, {Dtype::q2, 64},
