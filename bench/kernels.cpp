@@ -136,10 +136,10 @@ void BM_Quantize(benchmark::State& state, Isa isa, RowFormat f, bool l2) {
       benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_QuantizeChannels(benchmark::State& state, Isa isa, Dtype d, std::size_t tokens) {
+void BM_QuantizeChannels(benchmark::State& state, Isa isa, Dtype d, std::size_t tokens, bool l2) {
   const auto& t = kvc::kernels::table(isa);
   const Buffer& input = quantize_input();
-  const std::size_t blocks = kQuantizeBytes / 4 / kQuantizeDim / tokens;
+  const std::size_t blocks = l2 ? 1 : kQuantizeBytes / 4 / kQuantizeDim / tokens;
   const std::size_t bb = kvc::kernels::channel_block_bytes(d, kQuantizeDim, tokens);
   const Buffer out(blocks * bb);
   for (auto _ : state) {
@@ -148,8 +148,8 @@ void BM_QuantizeChannels(benchmark::State& state, Isa isa, Dtype d, std::size_t 
                         out.as<std::byte>() + b * bb);
     benchmark::ClobberMemory();
   }
-  state.counters["GB/s"] =
-      benchmark::Counter(static_cast<double>(kQuantizeBytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  const double bytes = static_cast<double>(blocks * tokens * kQuantizeDim * 4);
+  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---- decode attention: head_dim 128, 32 query heads sharing 8 KV heads ----
@@ -234,10 +234,12 @@ void register_all() {
     }
     if (isa != Isa::scalar)
       for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
-        benchmark::RegisterBenchmark(("quantize_channels/" + in + "/" + kvc::kernels::dtype_name(d) + "/T128").c_str(),
-                                     BM_QuantizeChannels, isa, d, std::size_t{128})
-            ->MinTime(kMinTime)
-            ->Unit(benchmark::kMillisecond);
+        for (bool l2 : {false, true})
+          benchmark::RegisterBenchmark(
+              ("quantize_channels/" + in + "/" + kvc::kernels::dtype_name(d) + "/T128" + (l2 ? "/l2" : "/dram")).c_str(),
+              BM_QuantizeChannels, isa, d, std::size_t{128}, l2)
+              ->MinTime(kMinTime)
+              ->Unit(benchmark::kMillisecond);
   }
 
   const std::vector<RowFormat> formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0},

@@ -221,7 +221,7 @@ TEST_P(CodecTest, RowsOfManyGroupsMatchTheReferenceBitwise) {
 TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
   std::size_t cases = 0;
   for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) {
-    for (std::size_t dim : {8, 24, 64, 128, 136}) {
+    for (std::size_t dim : {8, 24, 64, 96, 128, 136, 240}) {  // every mix of channel tiles (8, 4, 2, 1 vectors)
       for (std::size_t tokens : {1, 3, 17, 32, 128}) {
         for (const Data& kind : data_kinds()) {
           SCOPED_TRACE(std::string(dtype_name(d)) + " dim " + std::to_string(dim) + " tokens " + std::to_string(tokens) +
@@ -242,11 +242,13 @@ TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
             for (std::size_t c = 0; c < dim; ++c) {
               const float a = want_y.data()[t * stride + c], b = got_y.data()[t * stride + c];
               ASSERT_EQ(std::bit_cast<std::uint32_t>(a), std::bit_cast<std::uint32_t>(b));
-              if (kind.in_range) {
-                std::uint16_t s;
-                std::memcpy(&s, got.data() + tokens * code_bytes({d, 0}, dim) + c * kGroupParamBytes, 2);
-                const float xi = x[t * dim + c];
-                ASSERT_LE(std::fabs(xi - b), half::f16_to_f32(s) / 2 + std::fabs(xi) * 0x1p-23f + 1e-38f);
+              if (kind.in_range) {  // the row bound above: rounding at the channel's largest magnitude
+                std::uint16_t sm[2];
+                std::memcpy(sm, got.data() + tokens * code_bytes({d, 0}, dim) + c * kGroupParamBytes, 4);
+                const float scale = half::f16_to_f32(sm[0]), min = half::f16_to_f32(sm[1]);
+                const float levels = static_cast<float>((1u << bits_of(d)) - 1u);
+                const float magnitude = std::max(std::fabs(min), std::fabs(min + levels * scale));
+                ASSERT_LE(std::fabs(x[t * dim + c] - b), scale / 2 + magnitude * 0x1p-23f + 1e-38f);
               }
             }
           ++cases;
@@ -254,7 +256,7 @@ TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
       }
     }
   }
-  EXPECT_EQ(cases, 3u * 5u * 5u * data_kinds().size());
+  EXPECT_EQ(cases, 3u * 7u * 5u * data_kinds().size());
 }
 
 KVC_INSTANTIATE_FOR_EVERY_ISA(CodecTest);

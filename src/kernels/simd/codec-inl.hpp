@@ -282,31 +282,61 @@ inline void encode_rows(kvc::kernels::RowFormat f, std::size_t dim, const float*
   }
 }
 
+// NJ vectors of channels from c0 of a per-channel block: their extremes over the tokens in
+// registers while the rows stream past once, then the codes in a second pass (from L2).
+template <class O, unsigned Bits, std::size_t NJ>
+inline void encode_channel_tile(std::size_t c0, std::size_t dim, std::size_t tokens, const float* src,
+                                std::size_t src_stride, std::byte* dst) noexcept {
+  using F = typename O::F;
+  constexpr std::size_t W = O::W;
+  const std::size_t row_code_bytes = dim * Bits / 8;
+  const F levels = O::set1(static_cast<float>((1u << Bits) - 1u));
+  F lo[NJ], hi[NJ];
+  for (std::size_t j = 0; j < NJ; ++j) lo[j] = hi[j] = O::load(src + c0 + j * W);
+  for (std::size_t t = 1; t < tokens; ++t)
+    for (std::size_t j = 0; j < NJ; ++j) {
+      const F v = O::load(src + t * src_stride + c0 + j * W);
+      lo[j] = O::min(v, lo[j]);
+      hi[j] = O::max(v, hi[j]);
+    }
+  F min_f[NJ], inv[NJ];
+  for (std::size_t j = 0; j < NJ; ++j) {
+    const auto min_h = O::template to_f16<_MM_FROUND_TO_NEG_INF>(O::clamp_f16(lo[j]));
+    min_f[j] = O::from_f16(min_h);
+    const auto scale_h = O::template to_f16<_MM_FROUND_TO_POS_INF>(O::clamp_f16(O::div(O::sub(hi[j], min_f[j]), levels)));
+    const F scale_f = O::from_f16(scale_h);
+    inv[j] = O::positive_or_zero(scale_f, O::div(O::set1(1.0f), scale_f));
+    O::store_channel_params(dst + tokens * row_code_bytes + (c0 + j * W) * 4, scale_h, min_h);
+  }
+  for (std::size_t t = 0; t < tokens; ++t)
+    for (std::size_t j = 0; j < NJ; ++j)
+      O::store_codes(dst + t * row_code_bytes, c0 + j * W, Bits,
+                     O::quantize(O::load(src + t * src_stride + c0 + j * W), min_f[j], inv[j], levels));
+}
+
 // Per-channel block (table.hpp, channel_block_bytes); dim % O::W == 0. Lanes are channels, so
-// the min/max run over tokens in the reference's order and ties keep the same zero.
+// the min/max run over tokens in the reference's order and ties keep the same zero. Channels go
+// in tiles of up to 8 vectors, so that a pass reads long runs of each row: int8, 128 x 128
+// blocks, Zen 4, GB/s, one vector per pass -> tiles: AVX-512 from L2 24.9 -> 36.4, from DRAM
+// 8 -> 13; AVX2 15.4 -> 23.3 and 7.1 -> 11.9 (tiles of 4 vectors: 23.2 and 7.7).
+template <class O, unsigned Bits>
+inline void encode_channels(std::size_t dim, std::size_t tokens, const float* src, std::size_t src_stride,
+                            std::byte* dst) noexcept {
+  constexpr std::size_t W = O::W, J = 8;  // 2J accumulators: in registers on AVX-512, some spilled on AVX2
+  std::size_t c = 0;
+  for (; c + J * W <= dim; c += J * W) encode_channel_tile<O, Bits, J>(c, dim, tokens, src, src_stride, dst);
+  if (c + 4 * W <= dim && J > 4) encode_channel_tile<O, Bits, 4>(c, dim, tokens, src, src_stride, dst), c += 4 * W;
+  if (c + 2 * W <= dim) encode_channel_tile<O, Bits, 2>(c, dim, tokens, src, src_stride, dst), c += 2 * W;
+  if (c < dim) encode_channel_tile<O, Bits, 1>(c, dim, tokens, src, src_stride, dst);
+}
+
 template <class O>
 inline void encode_channels(kvc::kernels::Dtype dtype, std::size_t dim, std::size_t tokens, const float* src,
                             std::size_t src_stride, std::byte* dst) noexcept {
-  using F = typename O::F;
-  const unsigned bits = kvc::kernels::bits_of(dtype);
-  const std::size_t row_code_bytes = dim * bits / 8;
-  std::byte* params = dst + tokens * row_code_bytes;
-  const F levels = O::set1(static_cast<float>((1u << bits) - 1u));
-  for (std::size_t c = 0; c < dim; c += O::W) {
-    F lo = O::load(src + c), hi = lo;
-    for (std::size_t t = 1; t < tokens; ++t) {
-      const F v = O::load(src + t * src_stride + c);
-      lo = O::min(v, lo);
-      hi = O::max(v, hi);
-    }
-    const auto min_h = O::template to_f16<_MM_FROUND_TO_NEG_INF>(O::clamp_f16(lo));
-    const F min_f = O::from_f16(min_h);
-    const auto scale_h = O::template to_f16<_MM_FROUND_TO_POS_INF>(O::clamp_f16(O::div(O::sub(hi, min_f), levels)));
-    const F scale_f = O::from_f16(scale_h);
-    const F inv = O::positive_or_zero(scale_f, O::div(O::set1(1.0f), scale_f));
-    O::store_channel_params(params + c * 4, scale_h, min_h);
-    for (std::size_t t = 0; t < tokens; ++t)
-      O::store_codes(dst + t * row_code_bytes, c, bits, O::quantize(O::load(src + t * src_stride + c), min_f, inv, levels));
+  switch (kvc::kernels::bits_of(dtype)) {  // the code width a constant: no branch per stored vector
+    case 8: return encode_channels<O, 8>(dim, tokens, src, src_stride, dst);
+    case 4: return encode_channels<O, 4>(dim, tokens, src, src_stride, dst);
+    default: return encode_channels<O, 2>(dim, tokens, src, src_stride, dst);
   }
 }
 
