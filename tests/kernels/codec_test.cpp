@@ -82,6 +82,16 @@ std::vector<Data> data_kinds() {
          return v;
        },
        false},
+      {"one_saturating_group",  // an int4/int2 scale saturates in one group of 8, wherever in a chain
+       [](std::size_t n, std::size_t dim) {
+         auto v = gaussian(n * dim, 15);
+         for (std::size_t r = 0; r < n; ++r) {
+           const std::size_t at = r * dim + (r * 5 + 5) % (dim / 8 > 0 ? dim / 8 : 1) * 8;
+           for (std::size_t i = 0; i < 8 && at + i < v.size(); ++i) v[at + i] = i % 2 == 0 ? 1.3e6f : -1e7f;
+         }
+         return v;
+       },
+       false},
       {"tiny_subnormal_f16",
        [](std::size_t n, std::size_t dim) {
          auto v = gaussian(n * dim, 12);
@@ -212,16 +222,22 @@ TEST_P(CodecTest, SaturatesAndRoundsSpecialValuesLikeTheReference) {
   expect_quantized_rows_match(kernels(), x, dim, {8, 16, 32, 96});
 }
 
-// Rows of more groups than the batched encoder takes (kEncodeMaxGroups) go row by row.
+// Rows of more groups than the batched encoder takes (kEncodeMaxGroups) go row by row, eight
+// groups at a time: a partial last chain (dim 1000), a group that is no power of two (24, 1560),
+// saturated scales in some chains.
 TEST_P(CodecTest, RowsOfManyGroupsMatchTheReferenceBitwise) {
-  const std::size_t dim = 1024, n = 3;
-  expect_quantized_rows_match(kernels(), gaussian(n * dim, 5), dim, {8, 16});
+  for (const Data& kind : data_kinds()) {
+    SCOPED_TRACE(kind.name);
+    expect_quantized_rows_match(kernels(), kind.make(3, 1024), 1024, {8, 16});
+    expect_quantized_rows_match(kernels(), kind.make(3, 1000), 1000, {8});
+    expect_quantized_rows_match(kernels(), kind.make(3, 1560), 1560, {24});
+  }
 }
 
 TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
   std::size_t cases = 0;
   for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) {
-    for (std::size_t dim : {8, 24, 64, 96, 128, 136, 240}) {  // every mix of channel tiles (8, 4, 2, 1 vectors)
+    for (std::size_t dim : {8, 24, 64, 96, 128, 136, 240}) {  // every channel tile size (8, 4, 2, 1 vectors)
       for (std::size_t tokens : {1, 3, 17, 32, 128}) {
         for (const Data& kind : data_kinds()) {
           SCOPED_TRACE(std::string(dtype_name(d)) + " dim " + std::to_string(dim) + " tokens " + std::to_string(tokens) +

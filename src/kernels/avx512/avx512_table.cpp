@@ -1,5 +1,6 @@
 // The AVX-512 (F/BW/VL/DQ) kernel table. 16-lane kernels, with the 8-lane ones (compiled here
-// with AVX-512 flags, internal linkage) for quantized rows whose group is 8 mod 16.
+// with AVX-512 flags, internal linkage) for encoding quantized rows and for per-channel blocks
+// whose dim is 8 mod 16.
 #include "../simd/avx512_tu.hpp"
 
 namespace kvc::kernels {

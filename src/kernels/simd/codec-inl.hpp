@@ -131,10 +131,12 @@ inline bool group_params8(const float* const* x, std::size_t group_size, std::si
 // Codes of `groups` consecutive groups at x, from their mins and invs, four vectors per pack
 // (one store, no narrowing per vector). PerGroup: vectors per group, when known at compile time
 // (0: any), so that the group of each vector is a constant. Unclamped: no scale is 65504, so
-// none saturated and (x - min) * inv <= levels (1 + 2^-21) (x <= max, scale >= range / levels,
-// each rounding within 2^-24), which rounds to at most levels; below, negative codes (x under a
-// min that saturated at -65504) become 0 in store_codes4's saturating packs. A saturated scale
-// can put codes far above levels, so such batches take the clamped path.
+// none saturated and (x - min) * inv <= levels (1 + 2^-21), which rounds to at most levels:
+// x <= max; the scale is f16 rounded up from fl(range / levels), so at least range / levels
+// (1 - 2^-24), or 2^-24 when that is larger; 1 / scale and the product round within 2^-24.
+// Below, negative codes (x under a min that saturated at -65504, down to INT_MIN) become 0 in
+// store_codes4's saturating packs, the only store this path uses. A saturated scale can put
+// codes far above levels, so such batches take the clamped path.
 template <class O, unsigned bits, std::size_t PerGroup, bool Unclamped>
 inline void quantize_groups(const float* x, std::size_t group, std::size_t groups, const float* mins,
                             const float* invs, std::byte* codes) noexcept {
@@ -183,7 +185,7 @@ inline constexpr std::size_t kEncodeMaxGroups = 64;  // per batch, for the batch
 // chain per eight groups, however short the rows), then the codes, from L1. Longer rows go one
 // at a time, eight groups at a time. Measured on Zen 4, int8, GB/s: batches of 2 rows 14.4, 4
 // rows 19.5, 8 rows 20.4 (DRAM, group 64); chains of eight groups instead of four, unclamped
-// codes and a constant group, from L2, one run: group 32 19.3 -> 24.7, group 128 26.2 -> 30.7,
+// codes and a constant group, from L2, one run: group 32 19.8 -> 24.2, group 128 25.8 -> 31.9,
 // while DRAM-resident rows stayed at 18-20 (memory-bound). Computing the next batch's
 // parameters ahead of the current codes gained nothing from L2 and lost 25 % from DRAM.
 template <class O, unsigned bits, std::size_t PerGroup>

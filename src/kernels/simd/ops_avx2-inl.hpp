@@ -181,7 +181,8 @@ struct Ops256 {
   static I quantize_hi(F x, F min, F inv, F levels) noexcept {
     return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(x, min), inv), levels));
   }
-  // Not clamped: for groups whose codes are known to round into [0, levels] (quantize_groups).
+  // Not clamped: codes above levels or below 0 (down to INT_MIN) are the caller's to rule out
+  // or to saturate (quantize_groups: no saturated scale, and store_codes4's packs).
   static I quantize_unclamped(F x, F min, F inv) noexcept {
     return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(x, min), inv));
   }
