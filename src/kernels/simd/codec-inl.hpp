@@ -71,9 +71,25 @@ inline void decode_rows(kvc::kernels::RowFormat f, std::size_t dim, const std::b
   }
 }
 
+// The f16 {scale, min} of groups (one per lane) from their extremes, as ref::group_params
+// rounds them (vcvtps2ph's rounding-mode immediates after clamping to +-65504), and the min and
+// 1/scale that encode their codes.
+template <class O>
+struct F16Params {
+  typename O::H scale, min;
+  typename O::F min_f, inv;
+
+  F16Params(typename O::F lo, typename O::F hi, typename O::F levels) noexcept
+      : min(O::template to_f16<_MM_FROUND_TO_NEG_INF>(O::clamp_f16(lo))), min_f(O::from_f16(min)) {
+    scale = O::template to_f16<_MM_FROUND_TO_POS_INF>(O::clamp_f16(O::div(O::sub(hi, min_f), levels)));
+    const typename O::F scale_f = O::from_f16(scale);
+    inv = O::positive_or_zero(scale_f, O::div(O::set1(1.0f), scale_f));
+  }
+};
+
 // Parameters of `count` <= 8 groups (group % 8 == 0, x[k] the first element of group k),
-// computed together in the 8 lanes of one vector (f16 rounding with vcvtps2ph's rounding-mode
-// immediates): their {scale, min} pairs go to `params` (count pairs written), and the min and
+// computed together in the 8 lanes of one vector: their {scale, min} pairs go to `params`
+// (count pairs written), and the min and
 // 1/scale the codes use to mins/invs (8 entries written, whatever the count). Returns whether a
 // scale may have saturated at the f16 maximum (see quantize_groups).
 template <class O, std::size_t PerGroup>
@@ -112,20 +128,17 @@ inline bool group_params8(const float* const* x, std::size_t group_size, std::si
     vlo = O::load(l8);
     vhi = O::load(h8);
   }
-  const auto min_h = O::template to_f16<_MM_FROUND_TO_NEG_INF>(O::clamp_f16(vlo));
-  const F min_f = O::from_f16(min_h);
-  const auto scale_h = O::template to_f16<_MM_FROUND_TO_POS_INF>(O::clamp_f16(O::div(O::sub(vhi, min_f), O::set1(levels))));
-  const F scale_f = O::from_f16(scale_h);
-  O::store(mins, min_f);
-  O::store(invs, O::positive_or_zero(scale_f, O::div(O::set1(1.0f), scale_f)));
+  const F16Params<O> p(vlo, vhi, O::set1(levels));
+  O::store(mins, p.min_f);
+  O::store(invs, p.inv);
   if (count == 8) {
-    O::store_channel_params(params, scale_h, min_h);  // the same {scale, min} pairs
+    O::store_channel_params(params, p.scale, p.min);  // the same {scale, min} pairs
   } else {
     alignas(32) std::byte pairs[32];
-    O::store_channel_params(pairs, scale_h, min_h);
+    O::store_channel_params(pairs, p.scale, p.min);
     for (std::size_t k = 0; k < count; ++k) __builtin_memcpy(params + 4 * k, pairs + 4 * k, 4);  // no call to memcpy
   }
-  return O::any_f16_max(scale_h);
+  return O::any_f16_max(p.scale);
 }
 
 // Codes of `groups` consecutive groups at x, from their mins and invs, four vectors per pack
@@ -207,7 +220,7 @@ inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, co
     return;
   }
   const std::size_t batch = min_size(kEncodeBatchRows, kEncodeMaxGroups / groups);
-  alignas(64) float mins[kEncodeMaxGroups + 8], invs[kEncodeMaxGroups + 8];
+  alignas(64) float mins[kEncodeMaxGroups], invs[kEncodeMaxGroups];  // count <= 64, chains of 8 from 0
   alignas(64) std::byte pairs[kEncodeMaxGroups * 4];
   for (std::size_t r0 = 0; r0 < n; r0 += batch) {
     const std::size_t rows = min_size(n - r0, batch), count = rows * groups;
@@ -303,12 +316,10 @@ inline void encode_channel_tile(std::size_t c0, std::size_t dim, std::size_t tok
     }
   F min_f[NJ], inv[NJ];
   for (std::size_t j = 0; j < NJ; ++j) {
-    const auto min_h = O::template to_f16<_MM_FROUND_TO_NEG_INF>(O::clamp_f16(lo[j]));
-    min_f[j] = O::from_f16(min_h);
-    const auto scale_h = O::template to_f16<_MM_FROUND_TO_POS_INF>(O::clamp_f16(O::div(O::sub(hi[j], min_f[j]), levels)));
-    const F scale_f = O::from_f16(scale_h);
-    inv[j] = O::positive_or_zero(scale_f, O::div(O::set1(1.0f), scale_f));
-    O::store_channel_params(dst + tokens * row_code_bytes + (c0 + j * W) * 4, scale_h, min_h);
+    const F16Params<O> p(lo[j], hi[j], levels);
+    min_f[j] = p.min_f;
+    inv[j] = p.inv;
+    O::store_channel_params(dst + tokens * row_code_bytes + (c0 + j * W) * 4, p.scale, p.min);
   }
   for (std::size_t t = 0; t < tokens; ++t)
     for (std::size_t j = 0; j < NJ; ++j)
@@ -327,7 +338,7 @@ inline void encode_channels(std::size_t dim, std::size_t tokens, const float* sr
   constexpr std::size_t W = O::W, J = 8;  // 2J accumulators: in registers on AVX-512, some spilled on AVX2
   std::size_t c = 0;
   for (; c + J * W <= dim; c += J * W) encode_channel_tile<O, Bits, J>(c, dim, tokens, src, src_stride, dst);
-  if (c + 4 * W <= dim && J > 4) encode_channel_tile<O, Bits, 4>(c, dim, tokens, src, src_stride, dst), c += 4 * W;
+  if (c + 4 * W <= dim) encode_channel_tile<O, Bits, 4>(c, dim, tokens, src, src_stride, dst), c += 4 * W;
   if (c + 2 * W <= dim) encode_channel_tile<O, Bits, 2>(c, dim, tokens, src, src_stride, dst), c += 2 * W;
   if (c < dim) encode_channel_tile<O, Bits, 1>(c, dim, tokens, src, src_stride, dst);
 }

@@ -190,7 +190,7 @@ struct Ops256 {
   static bool any_f16_max(H scale) noexcept {
     return _mm_movemask_epi8(_mm_cmpeq_epi16(scale, _mm_set1_epi16(0x7BFF))) != 0;
   }
-  // 4W consecutive codes packed to `bits` at element d0, as in Ops512 (dword j of lane L holds
+  // 4W consecutive codes packed to `bits` at element d0 (dword j of lane L holds
   // codes 4L..4L+3 of c[j] after the packs).
   static void store_codes4(std::byte* codes, std::size_t d0, unsigned bits, const I (&c)[4]) noexcept {
     const I b = _mm256_permutevar8x32_epi32(
