@@ -15,6 +15,7 @@ const Table& avx512bf16_table() noexcept;
 
 namespace detail {
 bool cpu_supports(Isa isa) noexcept;
+bool bf16_dot_outpaces_fma() noexcept;
 }
 
 namespace {
@@ -68,8 +69,13 @@ const Table& table(Isa isa) noexcept {
   return scalar_table();
 }
 
+Isa preferred_isa() noexcept {
+  const Isa widest = supported_isas().back();
+  return widest == Isa::avx512bf16 && !detail::bf16_dot_outpaces_fma() ? Isa::avx512vnni : widest;
+}
+
 Isa resolve_isa(const char* forced) {
-  if (forced == nullptr || *forced == '\0') return supported_isas().back();
+  if (forced == nullptr || *forced == '\0') return preferred_isa();
   for (Isa isa : kAllIsas) {
     if (std::string_view(forced) != isa_name(isa)) continue;
     if (!isa_supported(isa)) fail("KVC_ISA", "'{}' is not supported by this CPU or OS", forced);

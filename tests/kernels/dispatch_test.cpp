@@ -36,9 +36,20 @@ TEST(Dispatch, SupportedIsasStartWithScalarAndAgreeWithIsaSupported) {
   std::printf("supported ISAs: %s; active: %s\n", list.c_str(), active_isa_name());
 }
 
-TEST(Dispatch, ResolveIsaPicksTheBestOrTheForcedOne) {
-  EXPECT_EQ(resolve_isa(nullptr), supported_isas().back());
-  EXPECT_EQ(resolve_isa(""), supported_isas().back());
+TEST(Dispatch, PreferredIsaIsTheWidestSaveSlowBf16) {
+  const Isa preferred = preferred_isa(), widest = supported_isas().back();
+  EXPECT_TRUE(isa_supported(preferred));
+  // Only avx512bf16 may give way, and only to the table it extends.
+  if (preferred != widest) {
+    EXPECT_EQ(widest, Isa::avx512bf16);
+    EXPECT_EQ(preferred, Isa::avx512vnni);
+  }
+  std::printf("widest ISA: %s; preferred: %s\n", isa_name(widest), isa_name(preferred));
+}
+
+TEST(Dispatch, ResolveIsaPicksThePreferredOrTheForcedOne) {
+  EXPECT_EQ(resolve_isa(nullptr), preferred_isa());
+  EXPECT_EQ(resolve_isa(""), preferred_isa());
   for (Isa isa : supported_isas()) EXPECT_EQ(resolve_isa(isa_name(isa)), isa);
 }
 
@@ -77,8 +88,8 @@ TEST(Dispatch, KvcIsaForcesTheActiveTableInAFreshProcess) {
     const std::string pattern = std::string("active ISA: ") + isa_name(isa);
     EXPECT_EXIT(active_in_child(isa_name(isa)), ::testing::ExitedWithCode(static_cast<int>(isa)), pattern);
   }
-  EXPECT_EXIT(active_in_child(""), ::testing::ExitedWithCode(static_cast<int>(supported_isas().back())),
-              "active ISA: ");
+  EXPECT_EXIT(active_in_child(""), ::testing::ExitedWithCode(static_cast<int>(preferred_isa())),
+              std::string("active ISA: ") + isa_name(preferred_isa()));
   EXPECT_EXIT(active_in_child("sse9"), ::testing::ExitedWithCode(42), "KVC_ISA: 'sse9' is not one of");
 }
 

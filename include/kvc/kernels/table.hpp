@@ -102,17 +102,22 @@ const char* isa_name(Isa isa) noexcept;
 // Whether this CPU and OS can run `isa`'s kernels.
 bool isa_supported(Isa isa) noexcept;
 
-// Every ISA this CPU and OS can run, scalar first, best last.
+// Every ISA this CPU and OS can run, scalar first, widest last.
 std::span<const Isa> supported_isas() noexcept;
 
-// The ISA that active() chooses for a value of KVC_ISA (nullptr or "" = the best supported one).
+// The ISA active() runs unless KVC_ISA says otherwise: the widest supported one, except that
+// avx512bf16 gives way to avx512vnni (the same table without bf16 `fast` attention over f16/bf16
+// rows) on CPUs whose bf16 dot products are no faster than fp32 FMAs: Intel's, so far.
+Isa preferred_isa() noexcept;
+
+// The ISA that active() chooses for a value of KVC_ISA (nullptr or "" = preferred_isa()).
 // Throws kvc::Error if `forced` names an unknown or unsupported ISA.
 Isa resolve_isa(const char* forced);
 
 // The table of one ISA; contract: isa_supported(isa).
 const Table& table(Isa isa) noexcept;
 
-// The table chosen once per process: the best supported ISA, or the one named by the
+// The table chosen once per process: preferred_isa(), or the one named by the
 // environment variable KVC_ISA (scalar, avx2, avx512, avx512vnni, avx512bf16). Throws kvc::Error on the first call if
 // KVC_ISA names an unknown or unsupported ISA.
 const Table& active();
