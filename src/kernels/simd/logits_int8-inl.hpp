@@ -193,35 +193,38 @@ inline bool int8_logits_stages(const kvc::kernels::AttendArgs& a, Int8Query& que
   if (a.n_q == 0 || a.n_q > Int8Query::kMaxHeads || dim == 0 || dim > Int8Query::kMaxDim || group == 0 ||
       group % 8 != 0 || group % per_dword != 0 || dim % group != 0)
     return false;
+  // Within the 4e bytes of one code dword, code e * b + k goes to byte 4 * k + b, the order in
+  // which int8_logits16 consumes its splits: a pattern of 16 bytes, so one in-lane shuffle.
+  const __m512i order = e == 1   ? _mm512_set4_epi32(0x0F0E0D0C, 0x0B0A0908, 0x07060504, 0x03020100)
+                        : e == 2 ? _mm512_set4_epi32(0x0F0D0B09, 0x0E0C0A08, 0x07050301, 0x06040200)
+                                 : _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
   for (std::size_t h = 0; h < a.n_q; ++h) {
     const float* q = a.q + h * dim;
-    float mx = 0.0f;
-    for (std::size_t d = 0; d < dim; ++d) {
-      const float x = __builtin_fabsf(q[d]);
-      if (!(x <= 3.40282347e38f)) return false;  // inf or nan
-      mx = x > mx ? x : mx;
+    __m512 mx = _mm512_setzero_ps();
+    for (std::size_t d = 0; d < dim; d += 16) {
+      const __m512 x = _mm512_abs_ps(Ops512::load_n(q + d, min_size(16, dim - d)));
+      if (_mm512_cmp_ps_mask(x, _mm512_set1_ps(3.40282347e38f), _CMP_NLE_UQ) != 0) return false;  // inf or nan
+      mx = _mm512_max_ps(mx, x);
     }
-    const float step = mx > 0.0f ? mx / 127.0f : 1.0f;
+    const float top = _mm512_reduce_max_ps(mx);
+    const float step = top > 0.0f ? top / 127.0f : 1.0f;
     query.out_scale[h] = a.scale * step;
-    std::int8_t qi[Int8Query::kMaxDim];
-    for (std::size_t d = 0; d < dim; ++d) {
-      const float y = __builtin_nearbyintf(q[d] / step);
-      qi[d] = static_cast<std::int8_t>(y > 127.0f ? 127.0f : (y < -127.0f ? -127.0f : y));
+    // round(q / step) to nearest even, as the scalar rounding would; |q| <= max keeps it in
+    // [-127, 127] but for the last ulp, hence the clamp.
+    alignas(64) std::int8_t qi[Int8Query::kMaxDim] = {};
+    for (std::size_t d = 0; d < dim; d += 16) {
+      const __m512 y = _mm512_roundscale_ps(_mm512_div_ps(Ops512::load_n(q + d, min_size(16, dim - d)), _mm512_set1_ps(step)),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512 clamped = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+      _mm_store_si128(reinterpret_cast<__m128i*>(qi + d), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(clamped)));
     }
     for (std::size_t g = 0; g < dim / group; ++g) {
       int sum = 0;
       for (std::size_t d = g * group; d < (g + 1) * group; ++d) sum += qi[d];
       query.qsum[h][g] = static_cast<float>(sum);
     }
-    // Byte b of the k-th split of code dword w holds code w * per_dword + b * e + k.
-    std::int32_t* out = query.qi[h];
-    for (std::size_t w = 0; w < dim / per_dword; ++w)
-      for (std::size_t k = 0; k < e; ++k) {
-        std::uint32_t v = 0;
-        for (std::size_t b = 0; b < 4; ++b)
-          v |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(qi[w * per_dword + b * e + k])) << (8 * b);
-        *out++ = static_cast<std::int32_t>(v);
-      }
+    for (std::size_t d = 0; d < dim; d += 64)
+      _mm512_store_si512(query.qi[h] + d / 4, _mm512_shuffle_epi8(_mm512_load_si512(qi + d), order));
   }
   const std::size_t last_nh = (a.n_q - 1) % kHeadTile + 1;
   switch (kd) {
