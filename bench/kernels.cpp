@@ -68,60 +68,67 @@ std::string format_name(RowFormat f) {
 
 // ---- read bandwidth ----
 
-// 64 bytes as a GCC vector, summed with four accumulators: one or two vector loads per line, and
-// the loads are the only limit. Vector loads matter: on an Emerald Rapids core 8-byte loads
-// stream 6-9 GB/s from DRAM where 64-byte ones stream 12-14, and a slow probe would flatter
-// every "fraction of the bandwidth" quoted against it.
-using Line = std::uint64_t __attribute__((vector_size(64)));
+// The input as GCC vectors of V (64 bytes for AVX-512, 32 for AVX2: a 64-byte vector compiled
+// for AVX2 left GCC 12's accumulators on the stack, at 9 GB/s from L2), summed with four
+// accumulators: one vector load per 64 or 32 bytes, and the loads are the only limit. Vector
+// loads matter: on an Emerald Rapids core 8-byte loads stream 6-9 GB/s from DRAM where 64-byte
+// ones stream 12-14, and a slow probe would flatter every "fraction of the bandwidth" quoted
+// against it.
+using V64 = std::uint64_t __attribute__((vector_size(64)));
+using V32 = std::uint64_t __attribute__((vector_size(32)));
 
 // By reference: a vector returned by value would have one ABI here and another in the callers.
-__attribute__((always_inline)) inline void sum_lines(const std::byte* p, std::size_t lines, Line& sum) {
-  const auto* x = reinterpret_cast<const Line*>(p);
-  Line a0{}, a1{}, a2{}, a3{};
-  for (std::size_t i = 0; i < lines; i += 4) {
+// bytes: a multiple of 4 vectors.
+template <class V>
+__attribute__((always_inline)) inline void sum_vectors(const std::byte* p, std::size_t bytes, V& sum) {
+  const auto* x = reinterpret_cast<const V*>(p);
+  V a0{}, a1{}, a2{}, a3{};
+  for (std::size_t i = 0; i < bytes / sizeof(V); i += 4) {
     a0 += x[i], a1 += x[i + 1], a2 += x[i + 2], a3 += x[i + 3];
   }
   sum = a0 + a1 + a2 + a3;
 }
 
-__attribute__((always_inline)) inline std::uint64_t read_all(const std::byte* p, std::size_t lines) {
-  Line s;
-  sum_lines(p, lines, s);
+template <class V>
+__attribute__((always_inline)) inline std::uint64_t read_all(const std::byte* p, std::size_t bytes) {
+  V s;
+  sum_vectors(p, bytes, s);
   std::uint64_t total = 0;
-  for (int i = 0; i < 8; ++i) total += s[i];
+  for (std::size_t i = 0; i < sizeof(V) / 8; ++i) total += s[i];
   return total;
 }
 
 // Per 512 bytes read, the first `written` bytes of {their sum, zeros} written.
+template <class V>
 __attribute__((always_inline)) inline void read_write(const std::byte* in, std::byte* out, std::size_t chunks,
                                                       std::size_t written) {
-  alignas(64) Line block[8] = {};
+  alignas(64) V block[512 / sizeof(V)] = {};
   for (std::size_t c = 0; c < chunks; ++c) {
-    sum_lines(in + 512 * c, 8, block[0]);
+    sum_vectors(in + 512 * c, 512, block[0]);
     std::memcpy(out + written * c, block, written);
   }
 }
 
-// The probes compiled for the widest vectors this CPU has (buffers 64-byte aligned, lines a
-// multiple of 4).
+// The probes compiled for the widest vectors this CPU has (buffers 64-byte aligned, sizes a
+// multiple of 256 bytes).
 struct Probes {
-  std::uint64_t (*read)(const std::byte*, std::size_t lines);
+  std::uint64_t (*read)(const std::byte*, std::size_t bytes);
   void (*read_write)(const std::byte*, std::byte*, std::size_t chunks, std::size_t written);
 };
 
-__attribute__((target("avx512f"), noinline)) std::uint64_t read_avx512(const std::byte* p, std::size_t lines) {
-  return read_all(p, lines);
+__attribute__((target("avx512f"), noinline)) std::uint64_t read_avx512(const std::byte* p, std::size_t bytes) {
+  return read_all<V64>(p, bytes);
 }
 __attribute__((target("avx512f"), noinline)) void read_write_avx512(const std::byte* in, std::byte* out,
                                                                     std::size_t chunks, std::size_t written) {
-  read_write(in, out, chunks, written);
+  read_write<V64>(in, out, chunks, written);
 }
-__attribute__((target("avx2"), noinline)) std::uint64_t read_avx2(const std::byte* p, std::size_t lines) {
-  return read_all(p, lines);
+__attribute__((target("avx2"), noinline)) std::uint64_t read_avx2(const std::byte* p, std::size_t bytes) {
+  return read_all<V32>(p, bytes);
 }
 __attribute__((target("avx2"), noinline)) void read_write_avx2(const std::byte* in, std::byte* out, std::size_t chunks,
                                                                std::size_t written) {
-  read_write(in, out, chunks, written);
+  read_write<V32>(in, out, chunks, written);
 }
 
 Probes probes() {
@@ -134,7 +141,7 @@ void BM_ReadBandwidth(benchmark::State& state) {
   if (!kvc::kernels::isa_supported(Isa::avx2)) return state.SkipWithError("needs AVX2");
   const Buffer buf(bytes);
   const Probes p = probes();
-  for (auto _ : state) benchmark::DoNotOptimize(p.read(buf.data.get(), bytes / 64));
+  for (auto _ : state) benchmark::DoNotOptimize(p.read(buf.data.get(), bytes));
   state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 

@@ -33,7 +33,7 @@ struct Features {
   bool avx512 = false;
   bool avx512vnni = false;
   bool avx512bf16 = false;
-  bool amd = false;
+  bool intel = false;
 };
 
 Features detect() noexcept {
@@ -51,8 +51,8 @@ Features detect() noexcept {
   f.avx512vnni = f.avx512 && bit(l7.c, 11);  // not implied by F/DQ/BW/VL (Skylake-X lacks it)
   // Cooper Lake, Sapphire Rapids and Zen 4 on have both; Ice Lake has VNNI without BF16.
   f.avx512bf16 = f.avx512vnni && l7.a >= 1 && bit(cpuid(7, 1).a, 5);  // sub-leaf 1 must exist
-  const Regs l0 = cpuid(0, 0);  // vendor "AuthenticAMD" in EBX, EDX, ECX
-  f.amd = l0.b == 0x68747541u && l0.d == 0x69746E65u && l0.c == 0x444D4163u;
+  const Regs l0 = cpuid(0, 0);  // vendor "GenuineIntel" in EBX, EDX, ECX
+  f.intel = l0.b == 0x756E6547u && l0.d == 0x49656E69u && l0.c == 0x6C65746Eu;
   return f;
 }
 
@@ -74,9 +74,9 @@ bool cpu_supports(Isa isa) noexcept {
 // issues it at the rate of vfmadd231ps (3.67 G/s each, twice the products per instruction), an
 // Emerald Rapids core at a quarter of that rate (1.2 against 4.8 G/s), where `fast` attention over
 // f16 rows ran 5-20 % slower than the exact kernel and over bf16 rows no faster.
-bool bf16_dot_outpaces_fma() noexcept {
+bool bf16_dot_slower_than_fma() noexcept {
   static const Features features = detect();
-  return features.avx512bf16 && features.amd;
+  return features.avx512bf16 && features.intel;
 }
 
 }  // namespace kvc::kernels::detail

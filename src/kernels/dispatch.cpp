@@ -15,7 +15,7 @@ const Table& avx512bf16_table() noexcept;
 
 namespace detail {
 bool cpu_supports(Isa isa) noexcept;
-bool bf16_dot_outpaces_fma() noexcept;
+bool bf16_dot_slower_than_fma() noexcept;
 }
 
 namespace {
@@ -71,7 +71,7 @@ const Table& table(Isa isa) noexcept {
 
 Isa preferred_isa() noexcept {
   const Isa widest = supported_isas().back();
-  return widest == Isa::avx512bf16 && !detail::bf16_dot_outpaces_fma() ? Isa::avx512vnni : widest;
+  return widest == Isa::avx512bf16 && detail::bf16_dot_slower_than_fma() ? Isa::avx512vnni : widest;
 }
 
 Isa resolve_isa(const char* forced) {

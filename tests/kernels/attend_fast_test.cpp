@@ -287,6 +287,63 @@ TEST_P(AttendFastTest, QueryAndKeysRoundToBf16AsSpecified) {
     }
 }
 
+// With scale 1 and key rows whose group scale is 1 and minimum 0 (integer values spanning the
+// code range), a fast logit is step * sum_d qi_d c_d with no other rounding: the int8 query of the
+// specification (step = max|q| / 127, qi = q / step rounded to nearest even, clamped to 127),
+// checked bitwise on every code width, on ties, at +-max and with steps that are not powers of 2.
+TEST_P(AttendFastTest, QueryRoundsToInt8AsSpecified) {
+  if (!int8_isa(GetParam())) GTEST_SKIP() << "no int8 arithmetic on " << isa_name(GetParam());
+  constexpr std::size_t dim = 64, n = 5;
+  // Head 0: step 1 and ties on both sides of zero; head 1: step 0.5; heads 2, 3: other steps.
+  std::vector<float> q(4 * dim);
+  const float ties[] = {0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -3.5f, 126.5f, -126.5f, 127.0f, -127.0f, 0.49999997f, 3.0f};
+  for (std::size_t d = 0; d < dim; ++d) {
+    q[d] = ties[d % 12];
+    q[dim + d] = ties[(d + 5) % 12] / 2.0f;
+    q[2 * dim + d] = std::sin(0.37f * static_cast<float>(d)) * 100.0f;
+    q[3 * dim + d] = static_cast<float>(d % 7) * 0.3f - 0.9f;
+  }
+  for (Dtype dt : {Dtype::q8, Dtype::q4, Dtype::q2}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const float top = static_cast<float>((1u << bits_of(dt)) - 1u);
+    const RowFormat f{dt, 32};
+    std::vector<float> keys(n * dim);
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t d = 0; d < dim; ++d)  // each group holds 0 and top: scale 1, minimum 0
+        keys[r * dim + d] = d % 32 == 0 ? 0.0f : d % 32 == 1 ? top : static_cast<float>((d * 37 + r * 11) % (1u << bits_of(dt)));
+    const std::size_t bytes = row_bytes(f, dim);
+    std::vector<std::byte> k(n * bytes), v(n * bytes);
+    ref::encode_rows(f, dim, keys.data(), dim, n, k.data(), bytes);
+    ref::encode_rows(f, dim, keys.data(), dim, n, v.data(), bytes);
+    const Segment seg{k.data(), v.data(), n};
+    std::vector<float> m(4, -std::numeric_limits<float>::infinity()), l(4, 0.0f), acc(4 * dim, 0.0f), logits(4 * n);
+    AttendArgs a = attend_args(q.data(), 4, dim, f, f, bytes, bytes, 1.0f);
+    a.segments = &seg;
+    a.n_segments = 1;
+    a.rows = n;
+    a.precision = Precision::fast;
+    a.m = m.data();
+    a.l = l.data();
+    a.acc = acc.data();
+    a.logits = logits.data();
+    a.logits_stride = n;
+    kernels().attend(a);
+    for (std::size_t h = 0; h < 4; ++h) {
+      float mx = 0.0f;
+      for (std::size_t d = 0; d < dim; ++d) mx = std::max(mx, std::fabs(q[h * dim + d]));
+      const float step = mx / 127.0f;
+      for (std::size_t r = 0; r < n; ++r) {
+        std::int64_t dot = 0;
+        for (std::size_t d = 0; d < dim; ++d) {
+          const float qi = std::clamp(std::nearbyint(q[h * dim + d] / step), -127.0f, 127.0f);
+          dot += static_cast<std::int64_t>(qi) * static_cast<std::int64_t>(keys[r * dim + d]);
+        }
+        ASSERT_EQ(logits[h * n + r], static_cast<float>(dot) * step) << "head " << h << " row " << r;
+      }
+    }
+  }
+}
+
 TEST_P(AttendFastTest, HalfRowsOfAnyDimAndRowCount) {
   for (std::size_t dim : {1, 8, 17, 31, 32, 33, 50, 64, 80, 96, 128, 200, 256, 300})
     for (Dtype d : {Dtype::f32, Dtype::f16, Dtype::bf16})
@@ -300,13 +357,15 @@ TEST_P(AttendFastTest, HalfRowsOfAnyDimAndRowCount) {
 // read and written within their bounds on every tail (exact and fast alike), and the results
 // stay close to the exact ones.
 TEST_P(AttendFastTest, NothingIsTouchedPastAnyBuffer) {
-  const std::vector<RowFormat> formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}, {Dtype::q8, 16}, {Dtype::q4, 16}};
+  const std::vector<RowFormat> formats{{Dtype::f32, 0},  {Dtype::f16, 0}, {Dtype::bf16, 0},
+                                       {Dtype::q8, 16}, {Dtype::q4, 16}, {Dtype::q8, 8}};
+  const auto fits = [](RowFormat f, std::size_t dim) { return !is_quantized(f.dtype) || dim % f.group == 0; };
   for (RowFormat kf : formats)
     for (RowFormat vf : formats)
-      for (std::size_t dim : {16, 17, 33, 80, 144})
+      for (std::size_t dim : {16, 17, 24, 33, 40, 80, 144})
         for (std::size_t n : {1, 33, 65})
           for (std::size_t n_q : {1, 5}) {
-            if (dim % 16 != 0 && (is_quantized(kf.dtype) || is_quantized(vf.dtype))) continue;  // groups of 16
+            if (!fits(kf, dim) || !fits(vf, dim)) continue;
             SCOPED_TRACE(std::string(dtype_name(kf.dtype)) + "/" + dtype_name(vf.dtype) + " dim " + std::to_string(dim) +
                          " n " + std::to_string(n) + " n_q " + std::to_string(n_q));
             const std::size_t kb = row_bytes(kf, dim), vb = row_bytes(vf, dim);
@@ -338,14 +397,16 @@ TEST_P(AttendFastTest, NothingIsTouchedPastAnyBuffer) {
 }
 
 TEST_P(AttendFastTest, NonFiniteQueriesTakeTheExactPath) {
-  for (RowFormat f : {RowFormat{Dtype::f16, 0}, RowFormat{Dtype::q8, 32}}) {
-    SCOPED_TRACE(dtype_name(f.dtype));
+  for (RowFormat f : {RowFormat{Dtype::f16, 0}, RowFormat{Dtype::q8, 32}})
+    for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                      std::numeric_limits<float>::quiet_NaN()}) {
+    SCOPED_TRACE(std::string(dtype_name(f.dtype)) + " " + std::to_string(bad));
     const std::size_t dim = 64, n = 40, bytes = row_bytes(f, dim);
     std::vector<std::byte> k(n * bytes), v(n * bytes);
     ref::encode_rows(f, dim, gaussian(n * dim, 51).data(), dim, n, k.data(), bytes);
     ref::encode_rows(f, dim, gaussian(n * dim, 52).data(), dim, n, v.data(), bytes);
     auto q = gaussian(2 * dim, 53);
-    q[dim + 3] = std::numeric_limits<float>::infinity();  // head 1; head 0 stays finite
+    q[dim + 3] = bad;  // head 1; head 0 stays finite
     const Segment seg{k.data(), v.data(), n};
     std::vector<float> logits[2];
     for (Precision p : {Precision::exact, Precision::fast}) {
@@ -380,6 +441,14 @@ TEST_P(AttendFastTest, HeadDimsGroupsAndRowCounts) {
           check_fast(kernels(), {{d, g}, {d, g}, dim, n, 4, 1});
           if (HasFailure()) return;
         }
+  // Dims that are not a multiple of 16: the int8 query's masked tail (q8 and q4 keys in groups
+  // of 8 take the vectorized logits; q2 the generic ones).
+  for (std::size_t dim : {8, 24, 40, 72, 136, 248})
+    for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+      for (std::size_t n : {1, 17, 40}) {
+        check_fast(kernels(), {{d, 8}, {d, 8}, dim, n, 5, 1});
+        if (HasFailure()) return;
+      }
 }
 
 TEST_P(AttendFastTest, QueryHeadCountsMixedFormatsAndSeveralCalls) {

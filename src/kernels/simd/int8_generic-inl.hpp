@@ -21,8 +21,11 @@ inline bool generic_int8_prepare(const kvc::kernels::AttendArgs& a, GenericInt8Q
   for (std::size_t h = 0; h < a.n_q; ++h) {
     const float* q = a.q + h * dim;
     float mx = 0.0f;
-    for (std::size_t d = 0; d < dim; ++d) mx = __builtin_fmaxf(mx, __builtin_fabsf(q[d]));
-    if (!(mx <= 3.4e38f)) return false;  // inf or nan
+    for (std::size_t d = 0; d < dim; ++d) {
+      const float x = __builtin_fabsf(q[d]);
+      if (!(x <= 3.40282347e38f)) return false;  // inf or nan (fmax would skip a nan)
+      mx = x > mx ? x : mx;
+    }
     const float step = mx > 0.0f ? mx / 127.0f : 1.0f;  // as int8_logits_stages: the same qi
     g.out_scale[h] = a.scale * step;
     for (std::size_t d = 0; d < dim; ++d) {
