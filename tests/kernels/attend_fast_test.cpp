@@ -287,6 +287,18 @@ TEST_P(AttendFastTest, QueryAndKeysRoundToBf16AsSpecified) {
     }
 }
 
+// `a` over one segment, with the caller's online-softmax state.
+AttendArgs over_segment(AttendArgs a, const Segment& seg, Precision p, float* m, float* l, float* acc) {
+  a.segments = &seg;
+  a.n_segments = 1;
+  a.rows = seg.rows;
+  a.precision = p;
+  a.m = m;
+  a.l = l;
+  a.acc = acc;
+  return a;
+}
+
 // With scale 1 and key rows whose group scale is 1 and minimum 0 (integer values spanning the
 // code range), a fast logit is step * sum_d qi_d c_d with no other rounding: the int8 query of the
 // specification (step = max|q| / 127, qi = q / step rounded to nearest even, clamped to 127),
@@ -317,14 +329,8 @@ TEST_P(AttendFastTest, QueryRoundsToInt8AsSpecified) {
     ref::encode_rows(f, dim, keys.data(), dim, n, v.data(), bytes);
     const Segment seg{k.data(), v.data(), n};
     std::vector<float> m(4, -std::numeric_limits<float>::infinity()), l(4, 0.0f), acc(4 * dim, 0.0f), logits(4 * n);
-    AttendArgs a = attend_args(q.data(), 4, dim, f, f, bytes, bytes, 1.0f);
-    a.segments = &seg;
-    a.n_segments = 1;
-    a.rows = n;
-    a.precision = Precision::fast;
-    a.m = m.data();
-    a.l = l.data();
-    a.acc = acc.data();
+    AttendArgs a = over_segment(attend_args(q.data(), 4, dim, f, f, bytes, bytes, 1.0f), seg, Precision::fast, m.data(),
+                                l.data(), acc.data());
     a.logits = logits.data();
     a.logits_stride = n;
     kernels().attend(a);
@@ -483,15 +489,8 @@ TEST_P(AttendFastTest, ZeroQueryAndZeroValuesStayFinite) {
   ref::encode_rows(f, dim, zeros.data(), dim, n, v.data(), row_bytes(f, dim));
   const Segment seg{k.data(), v.data(), n};
   std::vector<float> m(2, -std::numeric_limits<float>::infinity()), l(2, 0.0f), acc(2 * dim, 1.0f);
-  AttendArgs a = attend_args(q.data(), 2, dim, f, f, row_bytes(f, dim), row_bytes(f, dim), AttendArgs{}.scale);
-  a.segments = &seg;
-  a.n_segments = 1;
-  a.rows = n;
-  a.precision = Precision::fast;
-  a.m = m.data();
-  a.l = l.data();
-  a.acc = acc.data();
-  kernels().attend(a);
+  kernels().attend(over_segment(attend_args(q.data(), 2, dim, f, f, row_bytes(f, dim), row_bytes(f, dim), AttendArgs{}.scale),
+                                seg, Precision::fast, m.data(), l.data(), acc.data()));
   EXPECT_EQ(m, std::vector<float>(2, 0.0f));
   EXPECT_EQ(l, std::vector<float>(2, static_cast<float>(n)));
   EXPECT_EQ(acc, std::vector<float>(2 * dim, 0.0f));  // the initial acc is scaled by exp(-inf) = 0
