@@ -56,16 +56,20 @@ Features detect() noexcept {
   return f;
 }
 
+const Features& features() noexcept {
+  static const Features f = detect();
+  return f;
+}
+
 }  // namespace
 
 bool cpu_supports(Isa isa) noexcept {
-  static const Features features = detect();
   switch (isa) {
     case Isa::scalar: return true;
-    case Isa::avx2: return features.avx2;
-    case Isa::avx512: return features.avx512;
-    case Isa::avx512vnni: return features.avx512vnni;
-    case Isa::avx512bf16: return features.avx512bf16;
+    case Isa::avx2: return features().avx2;
+    case Isa::avx512: return features().avx512;
+    case Isa::avx512vnni: return features().avx512vnni;
+    case Isa::avx512bf16: return features().avx512bf16;
   }
   return false;
 }
@@ -74,9 +78,6 @@ bool cpu_supports(Isa isa) noexcept {
 // issues it at the rate of vfmadd231ps (3.67 G/s each, twice the products per instruction), an
 // Emerald Rapids core at a quarter of that rate (1.2 against 4.8 G/s), where `fast` attention over
 // f16 rows ran 5-20 % slower than the exact kernel and over bf16 rows no faster.
-bool bf16_dot_slower_than_fma() noexcept {
-  static const Features features = detect();
-  return features.avx512bf16 && features.intel;
-}
+bool bf16_dot_slower_than_fma() noexcept { return features().avx512bf16 && features().intel; }
 
 }  // namespace kvc::kernels::detail

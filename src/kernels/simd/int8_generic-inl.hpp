@@ -6,37 +6,21 @@
 
 struct GenericInt8Query {
   static constexpr std::size_t kMaxHeads = 32, kMaxDim = 256, kMaxGroups = kMaxDim / 8;
-  std::int8_t qi[kMaxHeads][kMaxDim];
+  alignas(64) std::int8_t qi[kMaxHeads][kMaxDim];
   std::int32_t group_sum[kMaxHeads][kMaxGroups];  // sum of qi over each key group
   float out_scale[kMaxHeads];                     // a.scale * step_h
 };
 
-// The int8 query of the spec: step_h = max|q_h| / 127, qi = round(q / step_h). False if q is not
-// finite or the shape does not fit the fixed-size buffers.
+// The int8 query of the spec (int8_query_head). False if q is not finite or the shape does not fit
+// the fixed-size buffers.
 inline bool generic_int8_prepare(const kvc::kernels::AttendArgs& a, GenericInt8Query& g) noexcept {
   using G = GenericInt8Query;
   const std::size_t dim = a.k_dim, group = a.k_format.group;
   if (a.n_q > G::kMaxHeads || dim > G::kMaxDim || group == 0 || dim % group != 0 || dim / group > G::kMaxGroups)
     return false;
   for (std::size_t h = 0; h < a.n_q; ++h) {
-    const float* q = a.q + h * dim;
-    float mx = 0.0f;
-    for (std::size_t d = 0; d < dim; ++d) {
-      const float x = __builtin_fabsf(q[d]);
-      if (!(x <= 3.40282347e38f)) return false;  // inf or nan (fmax would skip a nan)
-      mx = x > mx ? x : mx;
-    }
-    const float step = mx > 0.0f ? mx / 127.0f : 1.0f;  // as int8_logits_stages: the same qi
-    g.out_scale[h] = a.scale * step;
-    for (std::size_t d = 0; d < dim; ++d) {
-      const float x = __builtin_nearbyintf(q[d] / step);
-      g.qi[h][d] = static_cast<std::int8_t>(x > 127.0f ? 127.0f : (x < -127.0f ? -127.0f : x));
-    }
-    for (std::size_t gi = 0; gi < dim / group; ++gi) {
-      std::int32_t sum = 0;
-      for (std::size_t d = gi * group; d < (gi + 1) * group; ++d) sum += g.qi[h][d];
-      g.group_sum[h][gi] = sum;
-    }
+    if (!int8_query_head(a.q + h * dim, dim, a.scale, g.qi[h], g.out_scale[h])) return false;
+    for (std::size_t gi = 0; gi < dim / group; ++gi) g.group_sum[h][gi] = int8_sum(g.qi[h] + gi * group, group);
   }
   return true;
 }

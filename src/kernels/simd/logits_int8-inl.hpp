@@ -183,6 +183,35 @@ inline void int8_logits_for(std::size_t last_nh, LogitsFn (&l)[2]) noexcept {
   with_heads(last_nh, [&](auto NH) { l[1] = &int8_block_logits<KD, NH>; });
 }
 
+// The int8 query of one head (the arithmetic above): qi[0, dim) = q / step rounded to nearest
+// even and zero up to the next multiple of 64 (qi 64-byte aligned, room for that), out_scale =
+// scale * step. False if q is not finite. Both int8 logits stages use it, so they see the same qi.
+inline bool int8_query_head(const float* q, std::size_t dim, float scale, std::int8_t* qi, float& out_scale) noexcept {
+  __m512 mx = _mm512_setzero_ps();
+  for (std::size_t d = 0; d < dim; d += 16) {
+    const __m512 x = _mm512_abs_ps(Ops512::load_n(q + d, min_size(16, dim - d)));
+    if (_mm512_cmp_ps_mask(x, _mm512_set1_ps(3.40282347e38f), _CMP_NLE_UQ) != 0) return false;  // inf or nan
+    mx = _mm512_max_ps(mx, x);
+  }
+  const float top = _mm512_reduce_max_ps(mx);
+  const float step = top > 0.0f ? top / 127.0f : 1.0f;
+  out_scale = scale * step;
+  // |q| <= max keeps q / step in [-127, 127] but for the last ulp, hence the clamp.
+  for (std::size_t d = 0; d < (dim + 63) / 64 * 64; d += 16) {
+    const __m512 x = Ops512::load_n(q + d, d < dim ? min_size(16, dim - d) : 0);
+    const __m512 y = _mm512_roundscale_ps(_mm512_div_ps(x, _mm512_set1_ps(step)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 clamped = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+    _mm_store_si128(reinterpret_cast<__m128i*>(qi + d), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(clamped)));
+  }
+  return true;
+}
+
+inline std::int32_t int8_sum(const std::int8_t* x, std::size_t n) noexcept {
+  std::int32_t sum = 0;
+  for (std::size_t i = 0; i < n; ++i) sum += x[i];
+  return sum;
+}
+
 inline bool int8_logits_stages(const kvc::kernels::AttendArgs& a, Int8Query& query, StageOverride& over) noexcept {
   using kvc::kernels::Dtype;
   const Dtype kd = a.k_format.dtype;
@@ -199,30 +228,9 @@ inline bool int8_logits_stages(const kvc::kernels::AttendArgs& a, Int8Query& que
                         : e == 2 ? _mm512_set4_epi32(0x0F0D0B09, 0x0E0C0A08, 0x07050301, 0x06040200)
                                  : _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
   for (std::size_t h = 0; h < a.n_q; ++h) {
-    const float* q = a.q + h * dim;
-    __m512 mx = _mm512_setzero_ps();
-    for (std::size_t d = 0; d < dim; d += 16) {
-      const __m512 x = _mm512_abs_ps(Ops512::load_n(q + d, min_size(16, dim - d)));
-      if (_mm512_cmp_ps_mask(x, _mm512_set1_ps(3.40282347e38f), _CMP_NLE_UQ) != 0) return false;  // inf or nan
-      mx = _mm512_max_ps(mx, x);
-    }
-    const float top = _mm512_reduce_max_ps(mx);
-    const float step = top > 0.0f ? top / 127.0f : 1.0f;
-    query.out_scale[h] = a.scale * step;
-    // round(q / step) to nearest even, as the scalar rounding would; |q| <= max keeps it in
-    // [-127, 127] but for the last ulp, hence the clamp.
-    alignas(64) std::int8_t qi[Int8Query::kMaxDim] = {};
-    for (std::size_t d = 0; d < dim; d += 16) {
-      const __m512 y = _mm512_roundscale_ps(_mm512_div_ps(Ops512::load_n(q + d, min_size(16, dim - d)), _mm512_set1_ps(step)),
-                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512 clamped = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
-      _mm_store_si128(reinterpret_cast<__m128i*>(qi + d), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(clamped)));
-    }
-    for (std::size_t g = 0; g < dim / group; ++g) {
-      int sum = 0;
-      for (std::size_t d = g * group; d < (g + 1) * group; ++d) sum += qi[d];
-      query.qsum[h][g] = static_cast<float>(sum);
-    }
+    alignas(64) std::int8_t qi[Int8Query::kMaxDim];
+    if (!int8_query_head(a.q + h * dim, dim, a.scale, qi, query.out_scale[h])) return false;
+    for (std::size_t g = 0; g < dim / group; ++g) query.qsum[h][g] = static_cast<float>(int8_sum(qi + g * group, group));
     for (std::size_t d = 0; d < dim; d += 64)
       _mm512_store_si512(query.qi[h] + d / 4, _mm512_shuffle_epi8(_mm512_load_si512(qi + d), order));
   }
