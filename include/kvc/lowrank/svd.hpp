@@ -29,8 +29,9 @@
 // Defaults: rank = 0 means head_dim / 2 (Palu's headline 50% compression of the KV cache);
 // value_rank = 0 means the same as rank.
 //
-// Cost: calibration O(n D^2) per head (Eigen BDCSVD, double precision), allocates; projections
-// O(D r) per row, allocation-free (Eigen::Map over fixed storage). Bytes of state:
+// Cost: calibration O(n D^2 + D^3) per head (eigenvectors of the D x D Gram matrix K^T K, in
+// double precision), allocates; projections O(D r) per row, allocation-free. Both are compiled
+// once in the library (src/lowrank/svd.cpp): no public header includes Eigen. Bytes of state:
 // 4 * D * (r_k + r_v) per (layer, KV head). Stored rows shrink by r/D, before quantization.
 // Composition: a quantizer's group must divide the ranks; merging and selection see rank-space
 // rows (HeadView::load_key returns k').
@@ -40,11 +41,7 @@
 #include "kvc/core/error.hpp"
 #include "kvc/core/shape.hpp"
 
-#include <Eigen/Dense>
-#include <Eigen/SVD>
-
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -53,6 +50,12 @@
 namespace kvc::lowrank {
 
 namespace detail {
+// Orthonormal basis (column-major dim x rank) of the top right singular vectors of rows [n][dim].
+std::vector<float> svd_basis(std::span<const float> rows, std::size_t n, std::size_t dim, std::size_t rank);
+// out[r] = B^T in[D] and out[D] = B in[r], for a column-major D x r basis B.
+void project_onto(const float* basis, std::size_t dim, std::size_t rank, const float* in, float* out) noexcept;
+void restore_from(const float* basis, std::size_t dim, std::size_t rank, const float* in, float* out) noexcept;
+
 // Bases of every (layer, KV head), column-major D x r each, back to back.
 struct SVDState {
   Shape shape{};
@@ -112,8 +115,8 @@ struct SVD {
     if (keys.size() != n * d || values.size() != n * d)
       fail("kvc::lowrank::SVD::calibrate", "keys ({}) and values ({}) must hold n * head_dim = {} floats",
            keys.size(), values.size(), n * d);
-    const auto k = basis(keys, n, d, state.key_rank);
-    const auto v = basis(values, n, d, state.value_rank);
+    const auto k = detail::svd_basis(keys, n, d, state.key_rank);
+    const auto v = detail::svd_basis(values, n, d, state.value_rank);
     install(layer, kv_head, k, v);
   }
 
@@ -132,7 +135,7 @@ struct SVD {
   // further right singular vectors (singular value 0).
   [[nodiscard]] static std::vector<float> fit_basis(std::span<const float> rows, std::size_t n, std::size_t dim,
                                                     std::size_t rank) {
-    return basis(rows, n, dim, rank);
+    return detail::svd_basis(rows, n, dim, rank);
   }
 
   // A policy fitted offline from calibration data laid out as [layers][n][kv_heads][head_dim]
@@ -188,19 +191,11 @@ struct SVD {
   }
 
  private:
-  using ConstMatrix = Eigen::Map<const Eigen::MatrixXf>;
-  using ConstVector = Eigen::Map<const Eigen::VectorXf>;
-  using Vector = Eigen::Map<Eigen::VectorXf>;
-
   void project(const float* basis, std::size_t r, const float* in, float* out) const noexcept {
-    const auto d = static_cast<Eigen::Index>(state.shape.head_dim);
-    const auto rr = static_cast<Eigen::Index>(r);
-    Vector(out, rr).noalias() = ConstMatrix(basis, d, rr).transpose() * ConstVector(in, d);
+    detail::project_onto(basis, state.shape.head_dim, r, in, out);
   }
   void restore(const float* basis, std::size_t r, const float* in, float* out) const noexcept {
-    const auto d = static_cast<Eigen::Index>(state.shape.head_dim);
-    const auto rr = static_cast<Eigen::Index>(r);
-    Vector(out, d).noalias() = ConstMatrix(basis, d, rr) * ConstVector(in, rr);
+    detail::restore_from(basis, state.shape.head_dim, r, in, out);
   }
 
   std::size_t check_head(const char* where, std::size_t layer, std::size_t kv_head) const {
@@ -216,29 +211,6 @@ struct SVD {
     std::copy(k.begin(), k.end(), state.key_basis.begin() + static_cast<std::ptrdiff_t>(i * d * state.key_rank));
     std::copy(v.begin(), v.end(), state.value_basis.begin() + static_cast<std::ptrdiff_t>(i * d * state.value_rank));
     state.ready[i] = 1;
-  }
-
-  static std::vector<float> basis(std::span<const float> rows, std::size_t n, std::size_t dim, std::size_t rank) {
-    if (rank == 0 || rank > dim) fail("kvc::lowrank::SVD", "rank {} must be in [1, {}]", rank, dim);
-    if (rows.size() != n * dim) fail("kvc::lowrank::SVD", "{} floats are not {} rows of {}", rows.size(), n, dim);
-    for (std::size_t i = 0; i < rows.size(); ++i)
-      if (!std::isfinite(rows[i])) fail("kvc::lowrank::SVD", "calibration row {} has a non-finite element", i / dim);
-    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    const Eigen::MatrixXd m =
-        Eigen::Map<const RowMajor>(rows.data(), static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(dim))
-            .cast<double>();
-    Eigen::MatrixXd v;
-    if (n >= dim) {
-      Eigen::BDCSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeThinV);
-      v = svd.matrixV();
-    } else {  // fewer rows than dims: the full V completes the basis
-      Eigen::JacobiSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeFullV);
-      v = svd.matrixV();
-    }
-    std::vector<float> out(dim * rank);
-    Eigen::Map<Eigen::MatrixXf>(out.data(), static_cast<Eigen::Index>(dim), static_cast<Eigen::Index>(rank)) =
-        v.leftCols(static_cast<Eigen::Index>(rank)).cast<float>();
-    return out;
   }
 };
 

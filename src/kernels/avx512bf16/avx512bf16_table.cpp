@@ -25,12 +25,12 @@ void attend_avx512bf16(const AttendArgs& a) noexcept {
   if (!is_quantized(a.k_format.dtype) && !is_quantized(a.v_format.dtype)) {
     StageOverrideOf<kGenericBlock> over;  // no int8 stage: the generic stages' block
     bf16_stages(a, scratch, over);
-    return attend<Ops512>(a, over);
+    return attend<Ops512>(a, over, avx512_table().attend);
   }
   StageOverride over;
   int8_stages(a, scratch, over);
   bf16_stages(a, scratch, over);
-  attend<Ops512>(a, over);
+  attend<Ops512>(a, over, avx512_table().attend);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ void attend_avx512vnni(const AttendArgs& a) noexcept {
   StageOverride over;
   ScratchOf<Int8Query, GenericInt8Query> scratch;  // on the stack: attend does not allocate
   int8_stages(a, scratch, over);
-  attend<Ops512>(a, over);
+  attend<Ops512>(a, over, avx512_table().attend);
 }
 
 }  // namespace

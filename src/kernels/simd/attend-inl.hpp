@@ -464,12 +464,20 @@ inline void attend_blocks(const kvc::kernels::AttendArgs& a, const StageOverride
   }
 }
 
-// Preconditions: quantized dims are multiples of 8 (format.hpp). An override that replaces no
-// stage runs the generic stages at their own block size.
-template <class O, std::size_t B = kGenericBlock>
-inline void attend(const kvc::kernels::AttendArgs& a, const StageOverrideOf<B>& over = {}) noexcept {
+// Preconditions: quantized dims are multiples of 8 (format.hpp).
+template <class O>
+inline void attend(const kvc::kernels::AttendArgs& a) noexcept {
   if (a.n_q == 0) return;
-  if constexpr (B != kGenericBlock)
-    if (over.logits[0] == nullptr && over.values[0] == nullptr) return attend_blocks<O, kGenericBlock>(a, {});
+  attend_blocks<O, kGenericBlock>(a, {});
+}
+
+// With the stages `over` replaces. A call whose override replaces none runs `exact` (the exact
+// table's attend, the same generic stages): a fast table need not compile a second copy of them
+// at its own block size.
+template <class O, std::size_t B>
+inline void attend(const kvc::kernels::AttendArgs& a, const StageOverrideOf<B>& over,
+                   void (*exact)(const kvc::kernels::AttendArgs&) noexcept) noexcept {
+  if (over.logits[0] == nullptr && over.values[0] == nullptr) return exact(a);
+  if (a.n_q == 0) return;
   attend_blocks<O, B>(a, over);
 }
