@@ -1,5 +1,6 @@
 // CPUID + XGETBV: an instruction set is usable only if the CPU has it and the OS saves its
 // register state on context switches (a kernel or hypervisor may disable AVX-512 state).
+#include "kernels/tuning.hpp"
 #include "kvc/kernels/table.hpp"
 
 #include <cpuid.h>
@@ -79,5 +80,12 @@ bool cpu_supports(Isa isa) noexcept {
 // Emerald Rapids core at a quarter of that rate (1.2 against 4.8 G/s), where `fast` attention over
 // f16 rows ran 5-20 % slower than the exact kernel and over bf16 rows no faster.
 bool bf16_dot_slower_than_fma() noexcept { return features().avx512bf16 && features().intel; }
+
+// Intel's L2 streamer stops at every 4 KiB page, which a batch of 8 rows of 128 floats fills: on
+// Emerald Rapids, quantizing DRAM-resident rows waited on memory at each batch (0.5-0.6x of the
+// read-and-write stream), and fetching the rows 32 ahead into L2 raised it by 10-60 % in
+// interleaved runs (16 to 64 ahead alike). On Zen 4 the encoder ran at the stream's rate without
+// it, and prefetching 8 to 64 rows ahead lost 15-50 %. docs/performance.md has the figures.
+std::size_t encode_prefetch_rows() noexcept { return features().intel ? 32 : 0; }
 
 }  // namespace kvc::kernels::detail

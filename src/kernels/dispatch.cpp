@@ -1,5 +1,6 @@
 #include "kvc/core/error.hpp"
 #include "kvc/kernels/table.hpp"
+#include "tuning.hpp"
 
 #include <array>
 #include <cstdlib>
@@ -15,7 +16,6 @@ const Table& avx512bf16_table() noexcept;
 
 namespace detail {
 bool cpu_supports(Isa isa) noexcept;
-bool bf16_dot_slower_than_fma() noexcept;
 }
 
 namespace {

@@ -9,6 +9,10 @@
 #include <cstring>
 #include <string>
 
+namespace kvc::kernels::detail {
+std::size_t encode_prefetch_rows() noexcept;  // src/kernels/tuning.hpp, private to the library
+}
+
 namespace kvc::kernels::testing {
 namespace {
 
@@ -57,6 +61,10 @@ TEST(Dispatch, PreferredIsaIsTheWidestSaveBf16OnIntel) {
   EXPECT_TRUE(isa_supported(preferred));
   std::printf("vendor %s; widest ISA: %s; preferred: %s\n", cpu_vendor().c_str(), isa_name(widest),
               isa_name(preferred));
+}
+
+TEST(Dispatch, QuantizerPrefetchesAheadOnIntelOnly) {
+  EXPECT_EQ(detail::encode_prefetch_rows(), cpu_vendor() == "GenuineIntel" ? 32u : 0u);
 }
 
 TEST(Dispatch, ResolveIsaPicksThePreferredOrTheForcedOne) {

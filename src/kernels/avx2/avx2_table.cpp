@@ -9,6 +9,7 @@
 
 #include "kvc/kernels/format.hpp"
 #include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak
+#include "../tuning.hpp"
 
 namespace kvc::kernels {
 namespace {

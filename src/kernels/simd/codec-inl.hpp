@@ -200,7 +200,8 @@ inline constexpr std::size_t kEncodeMaxGroups = 64;  // per batch, for the batch
 // rows 19.5, 8 rows 20.4 (DRAM, group 64); chains of eight groups instead of four, unclamped
 // codes and a constant group, from L2, one run: group 32 19.8 -> 24.2, group 128 25.8 -> 31.9,
 // while DRAM-resident rows stayed at 18-20 (memory-bound). Computing the next batch's
-// parameters ahead of the current codes gained nothing from L2 and lost 25 % from DRAM.
+// parameters ahead of the current codes gained nothing from L2 and lost 25 % from DRAM. Where the
+// vendor rule says so (encode_prefetch_rows), each batch first fetches the rows that far ahead.
 template <class O, unsigned bits, std::size_t PerGroup>
 inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
                                   std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
@@ -222,9 +223,16 @@ inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, co
   const std::size_t batch = min_size(kEncodeBatchRows, kEncodeMaxGroups / groups);
   alignas(64) float mins[kEncodeMaxGroups], invs[kEncodeMaxGroups];  // count <= 64, chains of 8 from 0
   alignas(64) std::byte pairs[kEncodeMaxGroups * 4];
+  const std::size_t ahead = kvc::kernels::detail::encode_prefetch_rows();
   for (std::size_t r0 = 0; r0 < n; r0 += batch) {
     const std::size_t rows = min_size(n - r0, batch), count = rows * groups;
     const float* row = src + r0 * src_stride;
+    if (ahead != 0 && r0 + ahead + rows <= n)  // only rows of the input: their lines, not the gaps
+      for (std::size_t i = 0; i < rows; ++i) {
+        const auto at = reinterpret_cast<std::uintptr_t>(row + (ahead + i) * src_stride);
+        for (std::uintptr_t line = at & ~std::uintptr_t{63}; line < at + dim * sizeof(float); line += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+      }
     std::size_t g = 0;
     bool saturated = false;
     for (std::size_t at = 0; at < count; at += 8) {
