@@ -83,9 +83,10 @@ bool bf16_dot_slower_than_fma() noexcept { return features().avx512bf16 && featu
 
 // Intel's L2 streamer stops at every 4 KiB page, which a batch of 8 rows of 128 floats fills: on
 // Emerald Rapids, quantizing DRAM-resident rows waited on memory at each batch (0.5-0.6x of the
-// read-and-write stream), and fetching the rows 32 ahead into L2 raised it by 10-60 % in
-// interleaved runs (16 to 64 ahead alike). On Zen 4 the encoder ran at the stream's rate without
-// it, and prefetching 8 to 64 rows ahead lost 15-50 %. docs/performance.md has the figures.
+// read-and-write stream), and fetching the rows 32 ahead into L2 changed it by -15 to +68 %,
+// +35 % in the median, over 12 interleaved pairs (16 to 64 ahead alike). On Zen 4 the encoder ran
+// at the stream's rate without it, and prefetching 8 to 64 rows ahead lost 15-50 %. Intel client
+// cores and other vendors' CPUs are unmeasured. docs/performance.md has the figures.
 std::size_t encode_prefetch_rows() noexcept { return features().intel ? 32 : 0; }
 
 }  // namespace kvc::kernels::detail

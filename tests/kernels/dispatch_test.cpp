@@ -2,16 +2,13 @@
 #include "isa_test_util.hpp"
 
 #include "kvc/core/error.hpp"
+#include "../../src/kernels/tuning.hpp"  // the library's private vendor rules
 
 #include <cpuid.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <string>
-
-namespace kvc::kernels::detail {
-std::size_t encode_prefetch_rows() noexcept;  // src/kernels/tuning.hpp, private to the library
-}
 
 namespace kvc::kernels::testing {
 namespace {

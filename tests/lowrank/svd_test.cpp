@@ -7,11 +7,15 @@
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/quant/per_token.hpp"
 
+#include <Eigen/SVD>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace kvc {
@@ -216,21 +220,70 @@ TEST(SVD, RejectsBadRanksAndCalibrationData) {
   EXPECT_THAT([&] { svd.calibrate(0, 0, bad, rows, 3); },
               ::testing::ThrowsMessage<Error>(HasSubstr("calibration row 1 has a non-finite element")));
   EXPECT_THROW(svd.set_projection(0, 0, rows, rows), Error);
+  EXPECT_THAT([] { (void)lowrank::SVD::fit_basis({}, 0, 16, 4); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("needs at least one calibration row")));
   EXPECT_FALSE(svd.ready(0, 0));
   lowrank::SVD loose{.rank = 4};
   EXPECT_THAT([&] { loose.calibrate(0, 0, rows, rows, 3); }, ::testing::ThrowsMessage<Error>(HasSubstr("no shape yet")));
 }
 
-TEST(SVD, FittedBasisIsOrthonormal) {
+// The fit against Eigen's JacobiSVD in double precision, gap-free: the basis is orthonormal,
+// each column j captures sigma_j (|M b_j| = sigma_j), and so the basis spans an optimal rank-r
+// subspace. Shapes with fewer rows than dims (the basis completed by null vectors), rank-deficient
+// rows, an outlier channel, all-equal and all-zero rows, dims 1 to 256.
+TEST(SVD, FittedBasisMatchesEigenSingularVectors) {
   std::mt19937 rng(6);
-  const auto rows = random_vector(50 * 24, rng);
-  const auto b = lowrank::SVD::fit_basis(rows, 50, 24, 10);
-  for (std::size_t i = 0; i < 10; ++i)
-    for (std::size_t j = 0; j < 10; ++j) {
-      double dot = 0;
-      for (std::size_t d = 0; d < 24; ++d) dot += double(b[i * 24 + d]) * b[j * 24 + d];
-      EXPECT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-5) << "columns " << i << " and " << j;
+  struct Case {
+    const char* name;
+    std::size_t n, dim;
+    std::vector<float> rows;
+  };
+  std::vector<Case> cases;
+  for (auto [n, dim] : {std::pair<std::size_t, std::size_t>{50, 24}, {1, 8}, {5, 24}, {300, 64}, {200, 128}, {40, 128},
+                        {600, 256}, {3, 1}, {7, 2}})
+    cases.push_back({"gaussian", n, dim, random_vector(n * dim, rng)});
+  {
+    auto rows = random_vector(400 * 64, rng);
+    for (std::size_t t = 0; t < 400; ++t) rows[t * 64 + 5] *= 300.0f;  // one outlier channel
+    cases.push_back({"outlier channel", 400, 64, rows});
+  }
+  {
+    std::vector<float> rows(100 * 32);  // rank 3
+    const auto basis = random_vector(3 * 32, rng);
+    for (std::size_t t = 0; t < 100; ++t) {
+      const auto c = random_vector(3, rng);
+      for (std::size_t d = 0; d < 32; ++d) rows[t * 32 + d] = c[0] * basis[d] + c[1] * basis[32 + d] + c[2] * basis[64 + d];
     }
+    cases.push_back({"rank 3", 100, 32, rows});
+  }
+  cases.push_back({"all equal", 20, 16, std::vector<float>(20 * 16, 0.7f)});
+  cases.push_back({"all zero", 10, 16, std::vector<float>(10 * 16, 0.0f)});
+
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.name) + " n " + std::to_string(c.n) + " dim " + std::to_string(c.dim));
+    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const Eigen::MatrixXd m =
+        Eigen::Map<const RowMajor>(c.rows.data(), Eigen::Index(c.n), Eigen::Index(c.dim)).cast<double>();
+    const Eigen::JacobiSVD<Eigen::MatrixXd> ref(m);
+    Eigen::VectorXd sigma = Eigen::VectorXd::Zero(Eigen::Index(c.dim));
+    sigma.head(ref.singularValues().size()) = ref.singularValues();
+    const double top = std::max(sigma(0), 1e-30);
+    const std::size_t rank = std::max<std::size_t>(1, c.dim * 3 / 4);
+    const auto b = lowrank::SVD::fit_basis(c.rows, c.n, c.dim, rank);
+    ASSERT_EQ(b.size(), c.dim * rank);
+    const Eigen::MatrixXd basis =
+        Eigen::Map<const Eigen::MatrixXf>(b.data(), Eigen::Index(c.dim), Eigen::Index(rank)).cast<double>();
+    const Eigen::MatrixXd gram = basis.transpose() * basis;
+    EXPECT_LT((gram - Eigen::MatrixXd::Identity(Eigen::Index(rank), Eigen::Index(rank))).cwiseAbs().maxCoeff(), 1e-6);
+    double captured = 0.0, best = 0.0;
+    for (std::size_t j = 0; j < rank; ++j) {
+      const double norm = (m * basis.col(Eigen::Index(j))).norm();
+      EXPECT_NEAR(norm / top, sigma(Eigen::Index(j)) / top, 1e-5) << "column " << j;
+      captured += norm * norm;
+      best += sigma(Eigen::Index(j)) * sigma(Eigen::Index(j));
+    }
+    EXPECT_NEAR(captured / (top * top), best / (top * top), 1e-5);
+  }
 }
 
 TEST(SVD, ProjectionsAllocateNothingInSteadyState) {

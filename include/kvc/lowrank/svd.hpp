@@ -30,8 +30,8 @@
 // value_rank = 0 means the same as rank.
 //
 // Cost: calibration O(n D^2 + D^3) per head (eigenvectors of the D x D Gram matrix K^T K, in
-// double precision), allocates; projections O(D r) per row, allocation-free. Both are compiled
-// once in the library (src/lowrank/svd.cpp): no public header includes Eigen. Bytes of state:
+// double precision, compiled once in the library: src/lowrank/svd.cpp), allocates; projections
+// O(D r) per row, allocation-free, inline (compiled with the caller's flags). Bytes of state:
 // 4 * D * (r_k + r_v) per (layer, KV head). Stored rows shrink by r/D, before quantization.
 // Composition: a quantizer's group must divide the ranks; merging and selection see rank-space
 // rows (HeadView::load_key returns k').
@@ -52,9 +52,30 @@ namespace kvc::lowrank {
 namespace detail {
 // Orthonormal basis (column-major dim x rank) of the top right singular vectors of rows [n][dim].
 std::vector<float> svd_basis(std::span<const float> rows, std::size_t n, std::size_t dim, std::size_t rank);
-// out[r] = B^T in[D] and out[D] = B in[r], for a column-major D x r basis B.
-void project_onto(const float* basis, std::size_t dim, std::size_t rank, const float* in, float* out) noexcept;
-void restore_from(const float* basis, std::size_t dim, std::size_t rank, const float* in, float* out) noexcept;
+
+// out[r] = B^T in[D] for a column-major D x r basis B: a dot product per column, in eight
+// partial sums so that the compiler vectorizes it (a single sum is a serial chain).
+inline void project_onto(const float* basis, std::size_t dim, std::size_t rank, const float* in, float* out) noexcept {
+  for (std::size_t j = 0; j < rank; ++j) {
+    const float* col = basis + j * dim;
+    float part[8] = {};
+    std::size_t i = 0;
+    for (; i + 8 <= dim; i += 8)
+      for (std::size_t l = 0; l < 8; ++l) part[l] += col[i + l] * in[i + l];
+    float sum = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    for (; i < dim; ++i) sum += col[i] * in[i];
+    out[j] = sum;
+  }
+}
+
+// out[D] = B in[r]: one scaled column added at a time. out must not alias in.
+inline void restore_from(const float* basis, std::size_t dim, std::size_t rank, const float* in, float* out) noexcept {
+  std::fill(out, out + dim, 0.0f);
+  for (std::size_t j = 0; j < rank; ++j) {
+    const float c = in[j], *col = basis + j * dim;
+    for (std::size_t i = 0; i < dim; ++i) out[i] += c * col[i];
+  }
+}
 
 // Bases of every (layer, KV head), column-major D x r each, back to back.
 struct SVDState {

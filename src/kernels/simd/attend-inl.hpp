@@ -476,7 +476,7 @@ inline void attend(const kvc::kernels::AttendArgs& a) noexcept {
 // at its own block size.
 template <class O, std::size_t B>
 inline void attend(const kvc::kernels::AttendArgs& a, const StageOverrideOf<B>& over,
-                   void (*exact)(const kvc::kernels::AttendArgs&) noexcept) noexcept {
+                   decltype(kvc::kernels::Table::attend) exact) noexcept {
   if (over.logits[0] == nullptr && over.values[0] == nullptr) return exact(a);
   if (a.n_q == 0) return;
   attend_blocks<O, B>(a, over);

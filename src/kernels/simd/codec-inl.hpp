@@ -1,7 +1,8 @@
 // The SIMD row codecs (encode/decode of every row format, per-channel blocks), written once
 // against an Ops type (Ops256, Ops512) and compiled by each per-ISA translation unit inside its
 // own anonymous namespace (internal linkage). Bitwise equal to kvc/kernels/reference.hpp.
-// Needs <immintrin.h>, <cstdint>, <cstddef> and kvc/kernels/table.hpp to be included first.
+// Needs <immintrin.h>, <cstdint>, <cstddef>, kvc/kernels/table.hpp and src/kernels/tuning.hpp to
+// be included first.
 
 inline std::size_t min_size(std::size_t a, std::size_t b) noexcept { return a < b ? a : b; }
 
@@ -227,8 +228,8 @@ inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, co
   for (std::size_t r0 = 0; r0 < n; r0 += batch) {
     const std::size_t rows = min_size(n - r0, batch), count = rows * groups;
     const float* row = src + r0 * src_stride;
-    if (ahead != 0 && r0 + ahead + rows <= n)  // only rows of the input: their lines, not the gaps
-      for (std::size_t i = 0; i < rows; ++i) {
+    if (ahead != 0 && r0 + ahead < n)  // only rows of the input: their lines, not the gaps
+      for (std::size_t i = 0; i < rows && r0 + ahead + i < n; ++i) {
         const auto at = reinterpret_cast<std::uintptr_t>(row + (ahead + i) * src_stride);
         for (std::uintptr_t line = at & ~std::uintptr_t{63}; line < at + dim * sizeof(float); line += 64)
           _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
