@@ -1,5 +1,7 @@
 #include "kvc_engine/ops.hpp"
 
+#include "kvc/core/dot.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -8,17 +10,7 @@ namespace kvc::engine::ops {
 void matvec(std::span<float> out, std::span<const float> w, std::span<const float> x) noexcept {
   const std::size_t n = x.size();
   const float* xp = x.data();
-  for (std::size_t r = 0; r < out.size(); ++r) {
-    const float* row = w.data() + r * n;
-    // Eight independent partial sums let the compiler vectorize without -ffast-math.
-    float acc[8] = {};
-    std::size_t c = 0;
-    for (; c + 8 <= n; c += 8)
-      for (std::size_t j = 0; j < 8; ++j) acc[j] += row[c + j] * xp[c + j];
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; c < n; ++c) sum += row[c] * xp[c];
-    out[r] = sum;
-  }
+  for (std::size_t r = 0; r < out.size(); ++r) out[r] = kvc::dot(w.data() + r * n, xp, n);
 }
 
 void rmsnorm(std::span<float> out, std::span<const float> x, std::span<const float> weight) noexcept {

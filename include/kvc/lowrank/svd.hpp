@@ -38,6 +38,7 @@
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/lowrank.hpp"
 #include "kvc/concepts/setup.hpp"
+#include "kvc/core/dot.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/core/shape.hpp"
 
@@ -53,19 +54,9 @@ namespace detail {
 // Orthonormal basis (column-major dim x rank) of the top right singular vectors of rows [n][dim].
 std::vector<float> svd_basis(std::span<const float> rows, std::size_t n, std::size_t dim, std::size_t rank);
 
-// out[r] = B^T in[D] for a column-major D x r basis B: a dot product per column, in eight
-// partial sums so that the compiler vectorizes it (a single sum is a serial chain).
+// out[r] = B^T in[D] for a column-major D x r basis B: a dot product per column.
 inline void project_onto(const float* basis, std::size_t dim, std::size_t rank, const float* in, float* out) noexcept {
-  for (std::size_t j = 0; j < rank; ++j) {
-    const float* col = basis + j * dim;
-    float part[8] = {};
-    std::size_t i = 0;
-    for (; i + 8 <= dim; i += 8)
-      for (std::size_t l = 0; l < 8; ++l) part[l] += col[i + l] * in[i + l];
-    float sum = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
-    for (; i < dim; ++i) sum += col[i] * in[i];
-    out[j] = sum;
-  }
+  for (std::size_t j = 0; j < rank; ++j) out[j] = dot(basis + j * dim, in, dim);
 }
 
 // out[D] = B in[r]: one scaled column added at a time. out must not alias in.
