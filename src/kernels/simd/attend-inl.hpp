@@ -61,12 +61,6 @@ using Block = BlockOf<kAttendBlock>;
 // prefetch).
 inline constexpr std::size_t kPrefetchRows = 32;
 
-inline void prefetch_row(const std::byte* row, std::size_t bytes) noexcept {
-  const auto first = reinterpret_cast<std::uintptr_t>(row) & ~std::uintptr_t{63};
-  for (std::uintptr_t line = first; line < reinterpret_cast<std::uintptr_t>(row) + bytes; line += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-}
-
 // logits[h][r0 + r] = scale * (sum of the lanes of acc[r][h]).
 template <class O, std::size_t NH, std::size_t R, std::size_t B>
 __attribute__((always_inline)) inline void store_logits(float scale, const typename O::F (&acc)[R][NH],

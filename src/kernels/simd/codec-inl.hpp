@@ -6,6 +6,13 @@
 
 inline std::size_t min_size(std::size_t a, std::size_t b) noexcept { return a < b ? a : b; }
 
+// Every cache line of [row, row + bytes) into L2 (the encoder's and the attention stages' hint).
+inline void prefetch_row(const void* row, std::size_t bytes) noexcept {
+  const auto at = reinterpret_cast<std::uintptr_t>(row);
+  for (std::uintptr_t line = at & ~std::uintptr_t{63}; line < at + bytes; line += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+}
+
 // The first element equal to 0.0f: the reference keeps the first of equal extremes, which
 // decides the sign of a zero minimum or maximum (and so the stored bits).
 inline float first_zero(const float* x, std::size_t n) noexcept {
@@ -228,12 +235,9 @@ inline void encode_quantized_rows(kvc::kernels::RowFormat f, std::size_t dim, co
   for (std::size_t r0 = 0; r0 < n; r0 += batch) {
     const std::size_t rows = min_size(n - r0, batch), count = rows * groups;
     const float* row = src + r0 * src_stride;
-    if (ahead != 0 && r0 + ahead < n)  // only rows of the input: their lines, not the gaps
-      for (std::size_t i = 0; i < rows && r0 + ahead + i < n; ++i) {
-        const auto at = reinterpret_cast<std::uintptr_t>(row + (ahead + i) * src_stride);
-        for (std::uintptr_t line = at & ~std::uintptr_t{63}; line < at + dim * sizeof(float); line += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-      }
+    if (ahead != 0)  // only rows of the input: their lines, not the gaps
+      for (std::size_t t = r0 + ahead; t < n && t < r0 + ahead + rows; ++t)
+        prefetch_row(src + t * src_stride, dim * sizeof(float));
     std::size_t g = 0;
     bool saturated = false;
     for (std::size_t at = 0; at < count; at += 8) {
