@@ -3,7 +3,6 @@
 #include "kvc/core/error.hpp"
 
 #include <fstream>
-#include <sstream>
 
 namespace kvc::engine {
 
@@ -34,12 +33,23 @@ std::vector<std::int32_t> encode_corpus(const Tokenizer& tokenizer, std::string_
   return tokens;
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
+std::string read_text_file(const std::filesystem::path& path, std::size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("kvc::engine::read_text_file", "cannot open {}", path.string());
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  std::string text = std::move(buffer).str();
+  // Read in chunks and stop one byte past the limit: the file size cannot be trusted (pipes,
+  // /dev/zero and growing files report none or a wrong one).
+  std::string text;
+  constexpr std::size_t chunk = std::size_t{1} << 20;
+  while (in && text.size() <= max_bytes) {
+    const std::size_t old_size = text.size();
+    text.resize(old_size + chunk);
+    in.read(text.data() + old_size, std::streamsize(chunk));
+    text.resize(old_size + std::size_t(in.gcount()));
+  }
+  if (text.size() > max_bytes)
+    fail("kvc::engine::read_text_file", "{} is larger than the {} MiB limit for an evaluation text", path.string(),
+         max_bytes >> 20);
+  if (in.bad()) fail("kvc::engine::read_text_file", "read error in {}", path.string());
   if (text.empty()) fail("kvc::engine::read_text_file", "{} is empty", path.string());
   return text;
 }
