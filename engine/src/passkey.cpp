@@ -53,7 +53,15 @@ PasskeyPrompt make_passkey_prompt(const Tokenizer& tokenizer, std::span<const st
     fail(where, "a context of {} tokens cannot hold BOS, the key sentence and the cue ({} tokens)", context, fixed);
   const std::size_t n = context - fixed;  // filler tokens
   if (filler.size() < n) fail(where, "the filler text has {} tokens, fewer than the {} needed", filler.size(), n);
-  filler = filler.first(n);
+  // The cue should follow a whole sentence: start the filler at the first offset where its n
+  // tokens end one (looking a little way only; else from the start).
+  std::size_t begin = 0;
+  for (std::size_t s = 0; s + n <= filler.size() && s < 4096; ++s)
+    if (sentence_ends_before(tokenizer, filler, s + n)) {
+      begin = s;
+      break;
+    }
+  filler = filler.subspan(begin, n);
 
   // The sentence boundary nearest to the requested depth of the prompt (ties go to the earlier).
   const double target = depth * double(context) - 1.0;  // in filler tokens, after BOS
@@ -71,6 +79,7 @@ PasskeyPrompt make_passkey_prompt(const Tokenizer& tokenizer, std::span<const st
 
   PasskeyPrompt p;
   p.key = std::string(key);
+  p.filler_begin = begin;
   p.tokens.reserve(context);
   p.tokens.push_back(Tokenizer::bos);
   p.tokens.insert(p.tokens.end(), filler.begin(), filler.begin() + std::ptrdiff_t(at));

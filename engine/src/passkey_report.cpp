@@ -96,7 +96,7 @@ std::string passkey_to_svg(const PasskeyReport& r) {
   const double cell_w = 56, cell_h = 22, left = 16 + 7.0 * double(longest), top = 64, panel_gap = 46;
   const double grid_w = cell_w * double(r.depths.size());
   const double panel_h = 20 + cell_h * double(r.stacks.size());
-  const double width = std::max(left + grid_w + 24, 420.0);
+  const double width = std::max(left + grid_w + 24, 500.0);
   const double height = top + double(r.contexts.size()) * (panel_h + panel_gap);
   std::string out = fmt::format(
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"

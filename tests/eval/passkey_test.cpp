@@ -67,7 +67,13 @@ TEST(Passkey, PromptHoldsTheKeyAtTheRequestedDepthAndEndsWithTheCue) {
     // Around the key, the filler is the text in its order, nothing dropped or repeated.
     std::vector<std::int32_t> rest(p.tokens.begin() + 1, p.tokens.begin() + std::ptrdiff_t(p.key_begin));
     rest.insert(rest.end(), p.tokens.begin() + std::ptrdiff_t(p.key_end), p.tokens.end() - std::ptrdiff_t(cue.size()));
-    EXPECT_TRUE(std::equal(rest.begin(), rest.end(), filler.begin())) << "depth " << depth;
+    EXPECT_TRUE(std::equal(rest.begin(), rest.end(), filler.begin() + std::ptrdiff_t(p.filler_begin)))
+        << "depth " << depth;
+    EXPECT_LT(p.filler_begin, 200u);
+    // The cue follows a whole sentence.
+    const std::string tail = text_of(tok, p.tokens, p.tokens.size() - cue.size() - 3, p.tokens.size() - cue.size());
+    EXPECT_THAT(std::string(".!?\n"), HasSubstr(std::string(1, tail[tail.find_last_not_of(" \"'")])))
+        << "depth " << depth << ": ..." << tail;
     // The key starts a sentence, and at most one sentence end lies between it and the requested depth.
     const std::string before = text_of(tok, p.tokens, 1, p.key_begin);
     const std::size_t last = before.find_last_not_of(" \"'");

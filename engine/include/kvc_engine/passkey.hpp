@@ -33,12 +33,14 @@ inline constexpr std::string_view passkey_cue = "The pass key is";
 struct PasskeyPrompt {
   std::vector<std::int32_t> tokens;  // BOS, filler with the key sentence, the cue: `context` tokens
   std::string key;
+  std::size_t filler_begin = 0;            // the filler is filler[filler_begin, ...)
   std::size_t key_begin = 0, key_end = 0;  // the key sentence is tokens[key_begin, key_end)
   double depth = 0;                        // key_begin / tokens.size(), as placed
 };
 
-// Builds a prompt of exactly `context` tokens: BOS, the first filler tokens, the cue at the end
-// and the key sentence inserted at the sentence boundary of the filler nearest to `depth` (in
+// Builds a prompt of exactly `context` tokens: BOS, consecutive filler tokens (from the first
+// offset at which they end with a whole sentence, so the cue starts a sentence), the cue at the
+// end and the key sentence inserted at the sentence boundary of the filler nearest to `depth` (in
 // [0, 1]) of the prompt. Sentences and cue are encoded with a leading space, without the
 // tokenizer's dummy prefix. Throws kvc::Error if the filler is too short or the context too small.
 [[nodiscard]] PasskeyPrompt make_passkey_prompt(const Tokenizer& tokenizer, std::span<const std::int32_t> filler,
