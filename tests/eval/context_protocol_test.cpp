@@ -81,6 +81,22 @@ TEST(ContextProtocol, OnlyTheTokensAfterTheContextAreScored) {
               ::testing::ThrowsMessage<Error>(HasSubstr("leaves nothing to score")));
 }
 
+// The decode protocol at longer windows: the position buckets keep doubling to the window's end
+// (256-511, 512-1023, ... on a long-context model); here 256-299 on stories260K.
+TEST(ContextProtocol, DecodeBucketsDoubleToTheWindowEnd) {
+  KVC_REQUIRE_MODELS();
+  const auto& b = bundle();
+  std::vector<std::unique_ptr<engine::AnyCache>> caches;
+  caches.push_back(std::make_unique<engine::CacheAdapter<engine::PlainCache>>(b.model.config().attention_shape()));
+  engine::FidelityRun run(b.model, std::move(caches), {"exact"});
+  run.run_window(std::span(corpus_head()).first(300));
+  const engine::FidelityReport r = run.report();
+  EXPECT_EQ(r.context, 0u);
+  EXPECT_EQ(r.predictions, 300u);
+  EXPECT_EQ(r.position_buckets, (std::vector<std::string>{"0-63", "64-127", "128-255", "256-299"}));
+  EXPECT_EQ(r.reference_perplexity_by_position.size(), 4u);
+}
+
 TEST(ContextProtocol, EndToEndWritesOneRowPerContextAndStack) {
   KVC_REQUIRE_MODELS();
   const auto dir = temp_dir();

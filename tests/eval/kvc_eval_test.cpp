@@ -177,6 +177,13 @@ TEST(KvcEval, NegativeCountsAreRejectedNotWrapped) {
   EXPECT_THAT(err, HasSubstr("--threads must be at least 1"));
 }
 
+TEST(KvcEval, WindowsUpToTheModelsContext) {
+  KVC_REQUIRE_MODELS();
+  std::string out, err;
+  EXPECT_EQ(run({"--window-tokens", "512", "--stack", "full", "-o", temp_dir().string()}, out, err), 1);
+  EXPECT_THAT(err, HasSubstr("--window-tokens must be in [1, 511]"));
+}
+
 TEST(KvcEval, EveryExceptionBecomesAMessage) {
   std::ostringstream err;
   EXPECT_EQ(engine::report_failures(err, []() -> int { throw std::bad_alloc(); }), 1);
