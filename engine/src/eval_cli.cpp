@@ -97,9 +97,9 @@ struct Args {
 };
 
 // Progress on one line of stderr: done/total, elapsed and estimated remaining seconds.
-auto progress_printer(std::ostream& err, bool quiet, std::string_view unit) {
+auto progress_printer(std::ostream& err, bool quiet, std::string unit) {
   const auto start = std::chrono::steady_clock::now();
-  return [&err, quiet, unit, start](std::size_t done, std::size_t total) {
+  return [&err, quiet, unit = std::move(unit), start](std::size_t done, std::size_t total) {
     if (quiet || done == 0) return;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     err << fmt::format("\r{} {}/{}  {:.0f}s elapsed, ~{:.0f}s left   ", unit, done, total, elapsed,
@@ -127,17 +127,24 @@ std::vector<StackSpec> check_stacks(const std::vector<std::string>& stacks, cons
   return specs;
 }
 
+// The default contexts: those of `wanted` (ascending) up to `limit`, and when the largest does not
+// fit, the largest multiple of 64 that does (448 of stories260K's 512, 8128 of an 8K model).
 std::vector<std::size_t> fitting(std::vector<std::size_t> wanted, std::size_t limit) {
+  const bool all_fit = wanted.back() <= limit;
   std::erase_if(wanted, [&](std::size_t c) { return c > limit; });
-  if (wanted.empty()) wanted.push_back(limit / 64 * 64);  // small models: the largest multiple of 64
+  if (!all_fit && limit / 64 * 64 > (wanted.empty() ? 0 : wanted.back())) wanted.push_back(limit / 64 * 64);
   return wanted;
+}
+
+std::vector<std::filesystem::path> text_paths(const Args& a) {
+  return std::vector<std::filesystem::path>(a.texts.begin(), a.texts.end());
 }
 
 int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, std::string note, std::ostream& out,
                std::ostream& err) {
   const std::vector<std::size_t> window_context{a.window_tokens};
   std::vector<StackSpec> specs = check_stacks(a.stacks, window_context);
-  Windows corpus = make_windows(encode_corpus(tokenizer, read_texts({a.texts.begin(), a.texts.end()})),
+  Windows corpus = make_windows(encode_corpus(tokenizer, read_texts(text_paths(a))),
                                 a.window_tokens, a.windows);
   if (a.windows == default_windows && note == "default panel")
     note = fmt::format("default panel and window count ({} of {} windows, chosen to finish in under two "
@@ -197,7 +204,7 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
       fail("kvc-eval", "--context {} with --score-tokens {} needs {} positions; the model has {} (C >= 2, C + N <= {})",
            c, a.score_tokens, c + a.score_tokens, seq_len, seq_len);
   const std::vector<StackSpec> all_specs = check_stacks(a.stacks, contexts);
-  const std::vector<std::int32_t> tokens = encode_corpus(tokenizer, read_texts({a.texts.begin(), a.texts.end()}));
+  const std::vector<std::int32_t> tokens = encode_corpus(tokenizer, read_texts(text_paths(a)));
   const std::size_t windows = a.windows_given ? a.windows : default_context_windows;
   out << fmt::format("kvc-eval context protocol: {} stacks, contexts {}, {} scored tokens each, up to {} windows ({})\n",
                      a.stacks.size(), fmt::join(contexts, ", "), a.score_tokens, windows == 0 ? "all" : fmt::format("{}", windows),
@@ -242,7 +249,7 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
   plan.trials = a.trials;
   plan.seed = a.seed;
   const std::vector<StackSpec> all_specs = check_stacks(a.stacks, plan.contexts);
-  const std::vector<std::int32_t> filler = encode_corpus(tokenizer, read_texts({a.texts.begin(), a.texts.end()}));
+  const std::vector<std::int32_t> filler = encode_corpus(tokenizer, read_texts(text_paths(a)));
   out << fmt::format("kvc-eval passkey protocol: exact cache + {} stacks, contexts {}, depths {}%, {} keys (seed {}) "
                      "({})\n",
                      a.stacks.size(), fmt::join(plan.contexts, ", "), fmt::join(a.depths, "%, "), plan.trials,

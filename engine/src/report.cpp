@@ -117,9 +117,10 @@ std::string to_svg(const FidelityReport& r) {
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"24\" font-size=\"15\">KV-cache compression vs perplexity change ({3}{4} windows, "
-      "reference perplexity {5:.3f})</text>\n",
-      width, height, left, r.context == 0 ? "" : fmt::format("C = {}, ", r.context), r.windows,
+      "<text x=\"{2}\" y=\"24\" font-size=\"15\">Compression vs perplexity change ({3}{4} windows, "
+      "reference ppl {5:.3f})</text>\n",
+      width, height, left,
+      r.context == 0 ? "" : fmt::format("C = {}, N = {}, ", r.context, r.window_tokens - r.context), r.windows,
       r.reference_perplexity);
   // Axes, grid and ticks.
   out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n", left, top,
