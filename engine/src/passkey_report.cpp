@@ -90,10 +90,10 @@ std::string passkey_to_csv(const PasskeyReport& r) {
 }
 
 std::string passkey_to_svg(const PasskeyReport& r) {
-  // Layout in pixels: labels at ~7 px per character of a 12 px sans-serif font.
+  // Layout in pixels: labels at up to 7.5 px per character of a 12 px sans-serif font.
   std::size_t longest = 5;
   for (const auto& s : r.stacks) longest = std::max(longest, s.label.size());
-  const double cell_w = 56, cell_h = 22, left = 16 + 7.0 * double(longest), top = 64, panel_gap = 46;
+  const double cell_w = 56, cell_h = 22, left = 24 + 7.5 * double(longest), top = 64, panel_gap = 46;
   const double grid_w = cell_w * double(r.depths.size());
   const double panel_h = 20 + cell_h * double(r.stacks.size());
   const double width = std::max(left + grid_w + 24, 500.0);
