@@ -22,11 +22,13 @@ std::vector<std::string> split_paragraphs(std::string_view text) {
 }
 
 std::vector<std::int32_t> encode_corpus(const Tokenizer& tokenizer, std::string_view text) {
-  constexpr std::int32_t newline = '\n' + Tokenizer::byte_offset;
+  // The tokenizer's own newline (the byte token 13 of llama2.c's vocabularies), so the corpus is
+  // encoded the same way for any model's tokenizer.
+  const std::vector<std::int32_t> newline = tokenizer.encode("\n", /*add_bos=*/false, /*dummy_prefix=*/false);
   std::vector<std::int32_t> tokens;
   const std::vector<std::string> paragraphs = split_paragraphs(text);
   for (std::size_t i = 0; i < paragraphs.size(); ++i) {
-    if (i > 0) tokens.push_back(newline);
+    if (i > 0) tokens.insert(tokens.end(), newline.begin(), newline.end());
     const auto encoded = tokenizer.encode(paragraphs[i], /*add_bos=*/false, /*dummy_prefix=*/i == 0);
     tokens.insert(tokens.end(), encoded.begin(), encoded.end());
   }

@@ -3,7 +3,7 @@
 // (see /work/shared/models/README.md and docs/evaluation.md):
 //  1. split at blank lines (runs of two or more '\n'), dropping empty paragraphs;
 //  2. encode the first paragraph with the dummy-prefix space, later ones without, and put one
-//     newline byte token (13) between consecutive paragraphs;
+//     tokenizer's newline (the byte token 13 of llama2.c's) between consecutive paragraphs;
 //  3. cut into consecutive, non-overlapping windows of `window` tokens (full windows only);
 //  4. each window is scored as BOS + window.
 #include "kvc_engine/tokenizer.hpp"
