@@ -80,9 +80,12 @@ TEST(Passkey, PromptHoldsTheKeyAtTheRequestedDepthAndEndsWithTheCue) {
     ASSERT_NE(last, std::string::npos);
     EXPECT_THAT(std::string(".!?\n"), HasSubstr(std::string(1, before[last]))) << "depth " << depth << ": ..."
                                                                               << before.substr(before.size() - 40);
-    const std::size_t target = std::size_t(std::lround(depth * double(context)));
-    const std::size_t lo = std::min(target, p.key_begin), hi = std::max(target, p.key_begin);
-    const std::string between = text_of(tok, p.tokens, lo, std::min(hi, p.key_begin));
+    // In filler tokens: the key went in at filler index key_begin - 1, the request was depth x C - 1.
+    const std::size_t target = std::size_t(std::lround(depth * double(context) - 1.0)), placed = p.key_begin - 1;
+    std::vector<std::int32_t> span(filler.begin() + std::ptrdiff_t(p.filler_begin + std::min(target, placed)),
+                                   filler.begin() + std::ptrdiff_t(p.filler_begin + std::max(target, placed)));
+    span.insert(span.begin(), engine::Tokenizer::bos);
+    const std::string between = text_of(tok, span, 1, span.size());
     std::size_t ends = 0;
     for (std::size_t i = 0; i + 1 < between.size(); ++i) ends += std::string_view(".!?").find(between[i]) != std::string_view::npos;
     EXPECT_LE(ends, 1u) << "depth " << depth << ": '" << between << "'";
