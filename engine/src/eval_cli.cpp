@@ -310,7 +310,9 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
       ->capture_default_str()
       ->check(whole_number);
   app.add_option("--context", a.contexts, "context and passkey: prompt lengths C, BOS included, comma-separated "
-                                          "(default: 1024,2048 / 1024..8192 as far as the model allows)")
+                                          "(context: 1024,2048; passkey: 1024,2048,4096,8192; those that fit "
+                                          "the model, plus the largest multiple of 64 that does when the last "
+                                          "does not)")
       ->delimiter(',')
       ->check(whole_number);
   app.add_option("--score-tokens", a.score_tokens, "context: tokens N scored after the context")
