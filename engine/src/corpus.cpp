@@ -3,7 +3,6 @@
 #include "kvc/core/error.hpp"
 
 #include <fstream>
-#include <sstream>
 
 namespace kvc::engine {
 
@@ -23,23 +22,36 @@ std::vector<std::string> split_paragraphs(std::string_view text) {
 }
 
 std::vector<std::int32_t> encode_corpus(const Tokenizer& tokenizer, std::string_view text) {
-  constexpr std::int32_t newline = '\n' + Tokenizer::byte_offset;
+  // The tokenizer's own newline (the byte token 13 of llama2.c's vocabularies), so the corpus is
+  // encoded the same way for any model's tokenizer.
+  const std::vector<std::int32_t> newline = tokenizer.encode("\n", /*add_bos=*/false, /*dummy_prefix=*/false);
   std::vector<std::int32_t> tokens;
   const std::vector<std::string> paragraphs = split_paragraphs(text);
   for (std::size_t i = 0; i < paragraphs.size(); ++i) {
-    if (i > 0) tokens.push_back(newline);
+    if (i > 0) tokens.insert(tokens.end(), newline.begin(), newline.end());
     const auto encoded = tokenizer.encode(paragraphs[i], /*add_bos=*/false, /*dummy_prefix=*/i == 0);
     tokens.insert(tokens.end(), encoded.begin(), encoded.end());
   }
   return tokens;
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
+std::string read_text_file(const std::filesystem::path& path, std::size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("kvc::engine::read_text_file", "cannot open {}", path.string());
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  std::string text = std::move(buffer).str();
+  // Read in chunks and stop one byte past the limit: the file size cannot be trusted (pipes,
+  // /dev/zero and growing files report none or a wrong one).
+  std::string text;
+  constexpr std::size_t chunk = std::size_t{1} << 20;
+  while (in && text.size() <= max_bytes) {
+    const std::size_t old_size = text.size();
+    text.resize(old_size + chunk);
+    in.read(text.data() + old_size, std::streamsize(chunk));
+    text.resize(old_size + std::size_t(in.gcount()));
+  }
+  if (text.size() > max_bytes)
+    fail("kvc::engine::read_text_file", "{} is larger than the {} MiB limit for an evaluation text", path.string(),
+         max_bytes >> 20);
+  if (in.bad()) fail("kvc::engine::read_text_file", "read error in {}", path.string());
   if (text.empty()) fail("kvc::engine::read_text_file", "{} is empty", path.string());
   return text;
 }

@@ -6,20 +6,28 @@
 #include "kvc_engine/corpus.hpp"
 #include "kvc_engine/fidelity.hpp"
 #include "kvc_engine/generate.hpp"
+#include "kvc_engine/passkey_report.hpp"
 #include "kvc_engine/paths.hpp"
+#include "kvc_engine/protocols.hpp"
 #include "kvc_engine/registry.hpp"
 #include "kvc_engine/report.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <new>
+#include <optional>
 
 namespace kvc::engine {
 namespace {
 
-// The default panel: one stack per technique at a budget of 64 of 511 tokens (8x fewer tokens),
-// plus the quantizers and low rank alone, and the f32 full cache as the sanity row (KL 0).
+// The decode protocol's default panel: one stack per technique at a budget of 64 of 511 tokens
+// (8x fewer tokens), plus the quantizers and low rank alone, and the f32 full cache as the sanity
+// row (KL 0).
 const std::vector<std::string> default_panel = {
     "full",
     "f16",
@@ -36,132 +44,352 @@ const std::vector<std::string> default_panel = {
     "h2o:budget=32",
 };
 
+// The context and passkey protocols' default panel: budgets as shares of the context C, so one
+// panel serves every C (the 1/8 of the decode panel, and 1/4 for the slope).
+const std::vector<std::string> context_panel = {
+    "full",
+    "int8",
+    "int4",
+    "streaming:sinks=4,recent=12.5%",
+    "h2o:budget=12.5%",
+    "pyramid:budget=12.5%+h2o",
+    "h2o:budget=12.5%+int4",
+    "h2o:budget=25%",
+};
+
 // 64 windows x 511 predictions (32,704 predictions): the default panel takes about 40 s on this
 // two-core machine with --threads 2 when it is otherwise idle (0.55 s per window) and about 75 s
 // while another build runs: within the two-minute target either way.
 constexpr std::size_t default_windows = 64;
+// The context protocol scores N tokens per window after a long prefill: 8 windows of
+// C = 1024 + N = 256 on an 8K model is 2,048 predictions per C.
+constexpr std::size_t default_context_windows = 8;
+// Low-rank bases are fitted on at most this many positions (a capture of 8K positions of a 30-layer
+// model would take about a gigabyte).
+constexpr std::size_t max_calibration_tokens = 1024;
+
+// Counts and sizes are whole numbers >= 0: CLI11 would otherwise wrap "-1" to SIZE_MAX.
+const CLI::Validator whole_number(
+    [](std::string& value) -> std::string {
+      std::size_t n = 0;
+      const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (value.empty() || ec != std::errc{} || ptr != value.data() + value.size())
+        return "must be a whole number >= 0, got '" + value + "'";
+      return {};
+    },
+    "N>=0", "whole number");
+
+struct Args {
+  std::string model_path, tokenizer_path;
+  std::vector<std::string> texts;
+  std::string protocol = "decode";
+  std::size_t windows = default_windows, window_tokens = 511;
+  std::vector<std::size_t> contexts;
+  std::size_t score_tokens = 256;
+  std::vector<std::size_t> depths{10, 30, 50, 70, 90};
+  std::size_t trials = 3;
+  std::uint64_t seed = 1234;
+  std::vector<std::string> stacks;
+  std::string output_dir = "kvc-eval-out", capture_path;
+  bool quiet = false, list = false, reference_only = false, windows_given = false;
+  std::size_t threads = 2;
+  std::size_t generate_tokens = 0;
+};
+
+// Progress on one line of stderr: done/total, elapsed and estimated remaining seconds.
+auto progress_printer(std::ostream& err, bool quiet, std::string unit) {
+  const auto start = std::chrono::steady_clock::now();
+  return [&err, quiet, unit = std::move(unit), start](std::size_t done, std::size_t total) {
+    if (quiet || done == 0) return;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    err << fmt::format("\r{} {}/{}  {:.0f}s elapsed, ~{:.0f}s left   ", unit, done, total, elapsed,
+                       elapsed / double(done) * double(total - done))
+        << (done == total ? "\n" : "") << std::flush;
+  };
+}
+
+bool needs_calibration(const std::vector<StackSpec>& specs) {
+  for (const StackSpec& spec : specs)
+    for (const SpecComponent& c : spec.components)
+      for (const ComponentInfo& info : registered_components())
+        if (info.name == c.name && info.family == "lowrank") return true;
+  return false;
+}
+
+// Checks every stack at every context it will run at (shares resolved), before any work.
+std::vector<StackSpec> check_stacks(const std::vector<std::string>& stacks, const std::vector<std::size_t>& contexts) {
+  std::vector<StackSpec> specs;
+  for (const std::size_t c : contexts)
+    for (const std::string& s : stacks) {
+      specs.push_back(parse_stack(resolve_context_shares(s, c)));
+      check_stack(specs.back());
+    }
+  return specs;
+}
+
+// The default contexts: those of `wanted` (ascending) up to `limit`, and when the largest does not
+// fit, the largest multiple of 64 that does (448 of stories260K's 512, 8128 of an 8K model).
+std::vector<std::size_t> fitting(std::vector<std::size_t> wanted, std::size_t limit) {
+  const bool all_fit = wanted.back() <= limit;
+  std::erase_if(wanted, [&](std::size_t c) { return c > limit; });
+  if (!all_fit && limit / 64 * 64 > (wanted.empty() ? 0 : wanted.back())) wanted.push_back(limit / 64 * 64);
+  return wanted;
+}
+
+std::vector<std::filesystem::path> text_paths(const Args& a) {
+  return std::vector<std::filesystem::path>(a.texts.begin(), a.texts.end());
+}
+
+int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, std::string note, std::ostream& out,
+               std::ostream& err) {
+  const std::vector<std::size_t> window_context{a.window_tokens};
+  std::vector<StackSpec> specs = check_stacks(a.stacks, window_context);
+  Windows corpus = make_windows(encode_corpus(tokenizer, read_texts(text_paths(a))),
+                                a.window_tokens, a.windows);
+  if (a.windows == default_windows && note == "default panel")
+    note = fmt::format("default panel and window count ({} of {} windows, chosen to finish in under two "
+                       "minutes; --windows 0 scores the whole text)",
+                       corpus.count, corpus.available());
+  out << fmt::format("kvc-eval: {} stacks, {} of {} windows of {} tokens ({})\n", specs.size(), corpus.count,
+                     corpus.available(), a.window_tokens, note.empty() ? "as requested" : note);
+
+  if (!a.capture_path.empty()) {
+    const data::KvCapture capture = capture_window(model, corpus[0]);
+    data::save_capture(a.capture_path, capture);
+    out << fmt::format("captured {} tokens x {} layers to {}\nkey channel outlier ratio (max channel mean |k| / "
+                       "median channel's), per layer and KV head:\n",
+                       capture.tokens(), capture.shape().layers, a.capture_path);
+    for (std::size_t l = 0; l < capture.shape().layers; ++l) {
+      out << fmt::format("  layer {}:", l);
+      for (std::size_t h = 0; h < capture.shape().kv_heads; ++h) {
+        const auto ratios = data::key_channel_ratios(capture, l, h);
+        const auto top = std::max_element(ratios.begin(), ratios.end());
+        out << fmt::format("  h{} {:.2f} (ch {})", h, *top, top - ratios.begin());
+      }
+      out << "\n";
+    }
+  }
+
+  // Low-rank bases are fitted on the last window of the text, which the default run does not
+  // score (it is in-sample only when every window is scored).
+  std::optional<data::KvCapture> calibration;
+  if (needs_calibration(specs))
+    calibration = capture_window(model, corpus[corpus.available() - 1].first(
+                                            std::min(a.window_tokens, max_calibration_tokens)));
+  std::vector<std::unique_ptr<AnyCache>> caches;
+  const Shape shape = model.config().attention_shape();
+  for (const StackSpec& spec : specs)
+    caches.push_back(make_cache(spec, shape, a.window_tokens + 1, calibration ? &*calibration : nullptr));
+  const FidelityReport report =
+      evaluate(model, corpus, std::move(caches), a.stacks, progress_printer(err, a.quiet, "window"), a.threads);
+  const RunInfo info{a.model_path, a.tokenizer_path, fmt::format("{}", fmt::join(a.texts, " + ")),
+                     corpus.available(), note};
+  out << format_table(report);
+  write_reports(a.output_dir, report, info);
+  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results.svg ({1:.1f}s)\n", a.output_dir,
+                     report.seconds);
+  return 0;
+}
+
+int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, const std::string& note,
+                std::ostream& out, std::ostream& err) {
+  const std::size_t seq_len = std::size_t(model.config().seq_len);
+  if (a.score_tokens == 0 || a.score_tokens >= seq_len)
+    fail("kvc-eval", "--score-tokens must be in [1, {}] (below the model's context length), got {}", seq_len - 1,
+         a.score_tokens);
+  const std::vector<std::size_t> contexts =
+      a.contexts.empty() ? fitting({1024, 2048}, seq_len - a.score_tokens) : a.contexts;
+  for (const std::size_t c : contexts)
+    if (c < 2 || c + a.score_tokens > seq_len)
+      fail("kvc-eval", "--context {} with --score-tokens {} needs {} positions; the model has {} (C >= 2, C + N <= {})",
+           c, a.score_tokens, c + a.score_tokens, seq_len, seq_len);
+  const std::vector<StackSpec> all_specs = check_stacks(a.stacks, contexts);
+  const std::vector<std::int32_t> tokens = encode_corpus(tokenizer, read_texts(text_paths(a)));
+  const std::size_t windows = a.windows_given ? a.windows : default_context_windows;
+  out << fmt::format("kvc-eval context protocol: {} stacks, contexts {}, {} scored tokens each, up to {} windows ({})\n",
+                     a.stacks.size(), fmt::join(contexts, ", "), a.score_tokens, windows == 0 ? "all" : fmt::format("{}", windows),
+                     note.empty() ? "as requested" : note);
+  std::vector<FidelityReport> reports;
+  std::size_t available = 0;
+  for (std::size_t ci = 0; ci < contexts.size(); ++ci) {
+    const std::size_t c = contexts[ci];
+    Windows corpus = make_windows(tokens, c + a.score_tokens, windows);
+    available = corpus.available();
+    const std::span<const StackSpec> specs(all_specs.data() + ci * a.stacks.size(), a.stacks.size());
+    std::optional<data::KvCapture> calibration;
+    if (needs_calibration({specs.begin(), specs.end()}))
+      calibration = capture_window(
+          model, corpus[corpus.available() - 1].first(std::min(c + a.score_tokens, max_calibration_tokens)));
+    std::vector<std::unique_ptr<AnyCache>> caches;
+    for (const StackSpec& spec : specs)
+      caches.push_back(make_cache(spec, model.config().attention_shape(), c + a.score_tokens + 1,
+                                  calibration ? &*calibration : nullptr));
+    reports.push_back(evaluate(model, corpus, std::move(caches), a.stacks,
+                               progress_printer(err, a.quiet, fmt::format("C={} window", c)), a.threads, c));
+    out << format_table(reports.back());
+  }
+  const RunInfo info{a.model_path, a.tokenizer_path, fmt::format("{}", fmt::join(a.texts, " + ")), available, note};
+  write_context_reports(a.output_dir, reports, info);
+  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-c<C>.svg\n", a.output_dir);
+  return 0;
+}
+
+int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tokenizer, const std::string& note,
+                         std::ostream& out, std::ostream& err) {
+  const std::size_t seq_len = std::size_t(model.config().seq_len);
+  PasskeyPlan plan;
+  plan.contexts = a.contexts.empty() ? fitting({1024, 2048, 4096, 8192}, seq_len - passkey_max_new_tokens)
+                                     : a.contexts;
+  plan.depths.clear();
+  for (const std::size_t d : a.depths) {
+    if (d > 100) fail("kvc-eval", "--depths are percentages of the context in [0, 100], got {}", d);
+    plan.depths.push_back(double(d) / 100.0);
+  }
+  if (a.trials == 0) fail("kvc-eval", "--trials must be at least 1");
+  plan.trials = a.trials;
+  plan.seed = a.seed;
+  const std::vector<StackSpec> all_specs = check_stacks(a.stacks, plan.contexts);
+  const std::vector<std::int32_t> filler = encode_corpus(tokenizer, read_texts(text_paths(a)));
+  out << fmt::format("kvc-eval passkey protocol: exact cache + {} stacks, contexts {}, depths {}%, {} keys (seed {}) "
+                     "({})\n",
+                     a.stacks.size(), fmt::join(plan.contexts, ", "), fmt::join(a.depths, "%, "), plan.trials,
+                     plan.seed, note.empty() ? "as requested" : note);
+  std::optional<data::KvCapture> calibration;
+  if (needs_calibration(all_specs))
+    calibration = capture_window(model, std::span(filler).first(std::min(
+                                            {filler.size(), seq_len, max_calibration_tokens})));
+  const CacheFactory make = [&](std::size_t i, std::size_t context) {
+    return make_cache(parse_stack(resolve_context_shares(a.stacks[i], context)), model.config().attention_shape(),
+                      context + passkey_max_new_tokens, calibration ? &*calibration : nullptr);
+  };
+  const PasskeyReport report = run_passkey(model, tokenizer, filler, plan, a.stacks, make,
+                                           progress_printer(err, a.quiet, "trial"), a.threads);
+  out << format_passkey_table(report);
+  const RunInfo info{a.model_path, a.tokenizer_path, fmt::format("{}", fmt::join(a.texts, " + ")), 0, note};
+  write_passkey_reports(a.output_dir, report, info);
+  out << fmt::format("wrote {0}/passkey.txt, passkey.json, passkey.csv, passkey.svg ({1:.1f}s)\n", a.output_dir,
+                     report.seconds);
+  return 0;
+}
 
 }  // namespace
 
+int report_failures(std::ostream& err, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    err << "kvc-eval: " << e.what() << "\n";
+  } catch (const std::bad_alloc&) {
+    err << "kvc-eval: out of memory (std::bad_alloc); try fewer windows, stacks or a shorter context\n";
+  } catch (const std::exception& e) {
+    err << "kvc-eval: unexpected error: " << e.what() << "\n";
+  }
+  return 1;
+}
+
 int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  CLI::App app{"kvc-eval: fidelity of KV-cache compression stacks on a real model, against the full cache.\n"
-               "Every stack runs in lockstep with the exact cache, token by token with teacher forcing."};
+  CLI::App app{"kvc-eval: fidelity of KV-cache compression stacks on a real model, against the exact cache.\n"
+               "Protocols: decode (every stack in lockstep with the exact cache, token by token, teacher forced),\n"
+               "context (prefill C tokens, compress, score the next N) and passkey (retrieve a 5-digit key hidden\n"
+               "at a depth of C tokens of text). See docs/evaluation.md."};
   const std::filesystem::path dir = models_dir();
-  std::string model_path = (dir / model_file).string(), tokenizer_path = (dir / tokenizer_file).string(),
-              text_path = (dir / text_file).string();
-  std::size_t windows = default_windows, window_tokens = 511;
-  std::vector<std::string> stacks;
-  std::string output_dir = "kvc-eval-out", capture_path;
-  bool quiet = false, list = false, reference_only = false;
-  std::size_t threads = 2;
-  std::size_t generate_tokens = 0;
-  app.add_option("--model", model_path, "llama2.c checkpoint ($KVC_MODELS_DIR/stories260K.bin)");
-  app.add_option("--tokenizer", tokenizer_path, "llama2.c tokenizer ($KVC_MODELS_DIR/tok512.bin)");
-  app.add_option("--text", text_path, "evaluation text ($KVC_MODELS_DIR/tinystories_val.txt)");
-  app.add_option("--windows", windows, "windows of the text to score; 0 = all")->capture_default_str();
-  app.add_option("--window-tokens", window_tokens, "predictions per window (BOS + this many tokens <= seq_len)")
-      ->capture_default_str();
-  app.add_option("--stack", stacks, "a policy stack, repeatable, e.g. 'h2o:budget=64+int4:group=8' (--list shows "
-                                    "the components); default: a panel of every technique");
-  app.add_option("--output-dir,-o", output_dir, "folder for results.{txt,json,csv,svg}")->capture_default_str();
-  app.add_option("--capture", capture_path, "also dump the K/V/Q of the first window (exact cache) to this file "
-                                            "(docs/capture-format.md) and print key-channel outlier ratios");
-  app.add_option("--generate", generate_tokens, "print a greedy story of this many tokens from BOS and exit");
-  app.add_flag("--reference", reference_only, "score the text with the exact cache only (no stacks); with "
-                                                "--windows 0 this reproduces the model README's perplexity 4.947");
-  app.add_flag("--list", list, "list the stack components and their parameters, then exit");
-  app.add_option("--threads", threads, "threads; stacks are shared out, results do not depend on it")
-      ->capture_default_str();
-  app.add_flag("--quiet,-q", quiet, "no progress on stderr");
-  app.footer("Stack components:\n" + describe_components() +
-             "\nModel files come from $KVC_MODELS_DIR, else " + dir.string() + ".");
+  Args a;
+  a.model_path = (dir / model_file).string();
+  a.tokenizer_path = (dir / tokenizer_file).string();
+  a.texts = {(dir / text_file).string()};
+  app.add_option("--model", a.model_path, "llama2.c checkpoint ($KVC_MODELS_DIR/stories260K.bin)");
+  app.add_option("--tokenizer", a.tokenizer_path, "llama2.c tokenizer ($KVC_MODELS_DIR/tok512.bin)");
+  app.add_option("--text", a.texts, "evaluation text, repeatable: the files are joined as paragraphs "
+                                    "($KVC_MODELS_DIR/tinystories_val.txt; at most 256 MiB)");
+  app.add_option("--protocol", a.protocol, "decode, context or passkey")->capture_default_str();
+  const auto* windows_option =
+      app.add_option("--windows", a.windows, "windows of the text to score; 0 = all (decode: 64, context: 8)")
+          ->check(whole_number);
+  app.add_option("--window-tokens", a.window_tokens,
+                 "decode: predictions per window (BOS + this many tokens <= the model's context length)")
+      ->capture_default_str()
+      ->check(whole_number);
+  app.add_option("--context", a.contexts, "context and passkey: prompt lengths C, BOS included, comma-separated "
+                                          "(context: 1024,2048; passkey: 1024,2048,4096,8192; those that fit "
+                                          "the model, plus the largest multiple of 64 that does when the last "
+                                          "does not)")
+      ->delimiter(',')
+      ->check(whole_number);
+  app.add_option("--score-tokens", a.score_tokens, "context: tokens N scored after the context")
+      ->capture_default_str()
+      ->check(whole_number);
+  app.add_option("--depths", a.depths, "passkey: depths of the key in percent of C, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(whole_number);
+  app.add_option("--trials", a.trials, "passkey: keys per (C, depth) cell")->capture_default_str()->check(whole_number);
+  app.add_option("--seed", a.seed, "passkey: seed of the keys")->capture_default_str()->check(whole_number);
+  app.add_option("--stack", a.stacks,
+                 "a policy stack, repeatable, e.g. 'h2o:budget=64+int4:group=8' (--list shows the components); "
+                 "token counts may be shares of the context, e.g. 'h2o:budget=12.5%'; default: a panel of every "
+                 "technique");
+  app.add_option("--output-dir,-o", a.output_dir, "folder for the reports")->capture_default_str();
+  app.add_option("--capture", a.capture_path, "decode: also dump the K/V/Q of the first window (exact cache) to this "
+                                              "file (docs/capture-format.md) and print key-channel outlier ratios");
+  app.add_option("--generate", a.generate_tokens, "print a greedy story of this many tokens from BOS and exit")
+      ->check(whole_number);
+  app.add_flag("--reference", a.reference_only, "decode: score the text with the exact cache only (no stacks); "
+                                                "with --windows 0 this reproduces the model README's perplexity 4.947");
+  app.add_flag("--list", a.list, "list the stack components and their parameters, then exit");
+  app.add_option("--threads", a.threads, "threads (>= 1); stacks are shared out, results do not depend on it")
+      ->capture_default_str()
+      ->check(whole_number);
+  app.add_flag("--quiet,-q", a.quiet, "no progress on stderr");
+  app.footer("Stack components:\n" + describe_components() + "\nModel files come from $KVC_MODELS_DIR, else " +
+             dir.string() + ".");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e, out, err);
   }
+  a.windows_given = windows_option->count() > 0;
 
-  try {
-    if (list) {
+  return report_failures(err, [&] {
+    if (a.list) {
       out << "Stack components (join with '+', parameters as name:key=value,key=value):\n" << describe_components();
       return 0;
     }
+    if (a.threads == 0) fail("kvc-eval", "--threads must be at least 1");
+    const Protocol protocol = parse_protocol(a.protocol);
     std::string note;
-    if (reference_only && !stacks.empty()) fail("kvc-eval", "--reference scores no stacks; drop --stack or --reference");
-    if (stacks.empty() && !reference_only) {
-      stacks = default_panel;
+    if (a.reference_only && protocol != Protocol::decode)
+      fail("kvc-eval", "--reference belongs to the decode protocol");
+    if (a.reference_only && !a.stacks.empty()) fail("kvc-eval", "--reference scores no stacks; drop --stack or --reference");
+    if (a.stacks.empty() && !a.reference_only) {
+      a.stacks = protocol == Protocol::decode ? default_panel : context_panel;
       note = "default panel";
     }
-    std::vector<StackSpec> specs;
-    for (const std::string& s : stacks) {
-      specs.push_back(parse_stack(s));
-      check_stack(specs.back());
-    }
-    if (!std::filesystem::exists(model_path) && (model_path == (dir / model_file).string()))
+    // Spell errors and unknown components fail before the model is loaded.
+    for (const std::string& s : a.stacks) check_stack(parse_stack(resolve_context_shares(s, 1024)));
+    if (!std::filesystem::exists(a.model_path) && (a.model_path == (dir / model_file).string()))
       fail("kvc-eval", "{}", missing_models_message(dir));
-    const Model model = Model::load(model_path);
-    const Tokenizer tokenizer = Tokenizer::load(tokenizer_path, model.config().vocab_size);
-    if (window_tokens == 0 || window_tokens + 1 > std::size_t(model.config().seq_len))
-      fail("kvc-eval", "--window-tokens must be in [1, {}] (the model's seq_len minus BOS), got {}",
-           model.config().seq_len - 1, window_tokens);
-    if (generate_tokens > 0) {
+    const Model model = Model::load(a.model_path);
+    const Tokenizer tokenizer = Tokenizer::load(a.tokenizer_path, model.config().vocab_size);
+    const std::size_t seq_len = std::size_t(model.config().seq_len);
+    if (a.generate_tokens > 0) {
       Transformer transformer(model);
       PlainCache cache(model.config().attention_shape());
       Sampler greedy;
-      const std::size_t steps = std::min<std::size_t>(generate_tokens, std::size_t(model.config().seq_len));
-      out << tokenizer.decode(generate(transformer, cache, tokenizer, "", steps, greedy)) << "\n";
+      out << tokenizer.decode(generate(transformer, cache, tokenizer, "", std::min(a.generate_tokens, seq_len), greedy))
+          << "\n";
       return 0;
     }
-    Windows corpus = make_windows(encode_corpus(tokenizer, read_text_file(text_path)), window_tokens, windows);
-    if (windows == default_windows && note == "default panel")
-      note = fmt::format("default panel and window count ({} of {} windows, chosen to finish in under two "
-                         "minutes; --windows 0 scores the whole text)",
-                         corpus.count, corpus.available());
-    out << fmt::format("kvc-eval: {} stacks, {} of {} windows of {} tokens ({})\n", specs.size(), corpus.count,
-                       corpus.available(), window_tokens, note.empty() ? "as requested" : note);
-
-    if (!capture_path.empty()) {
-      const data::KvCapture capture = capture_window(model, corpus[0]);
-      data::save_capture(capture_path, capture);
-      out << fmt::format("captured {} tokens x {} layers to {}\nkey channel outlier ratio (max channel mean |k| / "
-                         "median channel's), per layer and KV head:\n",
-                         capture.tokens(), capture.shape().layers, capture_path);
-      for (std::size_t l = 0; l < capture.shape().layers; ++l) {
-        out << fmt::format("  layer {}:", l);
-        for (std::size_t h = 0; h < capture.shape().kv_heads; ++h) {
-          const auto ratios = data::key_channel_ratios(capture, l, h);
-          const auto top = std::max_element(ratios.begin(), ratios.end());
-          out << fmt::format("  h{} {:.2f} (ch {})", h, *top, top - ratios.begin());
-        }
-        out << "\n";
-      }
+    switch (protocol) {
+      case Protocol::decode:
+        if (a.window_tokens == 0 || a.window_tokens + 1 > seq_len)
+          fail("kvc-eval", "--window-tokens must be in [1, {}] (the model's context length minus BOS), got {}",
+               seq_len - 1, a.window_tokens);
+        return run_decode(a, model, tokenizer, note, out, err);
+      case Protocol::context: return run_context(a, model, tokenizer, note, out, err);
+      case Protocol::passkey: return run_passkey_protocol(a, model, tokenizer, note, out, err);
     }
-
-    // Low-rank bases are fitted on the last window of the text, which the default run does not
-    // score (it is in-sample only when every window is scored).
-    const data::KvCapture calibration = capture_window(model, corpus[corpus.available() - 1]);
-    std::vector<std::unique_ptr<AnyCache>> caches;
-    const Shape shape = model.config().attention_shape();
-    for (const StackSpec& spec : specs) caches.push_back(make_cache(spec, shape, window_tokens + 1, &calibration));
-    const auto start = std::chrono::steady_clock::now();
-    const auto progress = [&](std::size_t done, std::size_t total) {
-      if (quiet) return;
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      err << fmt::format("\rwindow {}/{}  {:.0f}s elapsed, ~{:.0f}s left   ", done, total, elapsed,
-                         elapsed / double(done) * double(total - done))
-          << (done == total ? "\n" : "") << std::flush;
-    };
-    const FidelityReport report = evaluate(model, corpus, std::move(caches), stacks, progress, threads);
-    const RunInfo info{model_path, tokenizer_path, text_path, corpus.available(), note};
-    out << format_table(report);
-    write_reports(output_dir, report, info);
-    out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results.svg ({1:.1f}s)\n", output_dir,
-                       report.seconds);
-    return 0;
-  } catch (const Error& e) {
-    err << "kvc-eval: " << e.what() << "\n";
     return 1;
-  }
+  });
 }
 
 }  // namespace kvc::engine

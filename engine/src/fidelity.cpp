@@ -3,13 +3,16 @@
 #include "kvc/core/error.hpp"
 #include "kvc_engine/generate.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
+#include <bit>
+#include <chrono>
+#include <cmath>
 #include <exception>
 #include <mutex>
 #include <thread>
-#include <chrono>
-#include <cmath>
 
 namespace kvc::engine {
 namespace {
@@ -25,6 +28,10 @@ void log_softmax(std::span<const float> logits, std::vector<double>& out) {
 }
 
 using Clock = std::chrono::steady_clock;
+
+// Doubling position buckets: 0-63, 64-127, 128-255, 256-511, ...
+std::size_t position_bucket(std::size_t p) noexcept { return p < 64 ? 0 : std::size_t(std::bit_width(p / 64)); }
+std::size_t bucket_start(std::size_t b) noexcept { return b == 0 ? 0 : std::size_t{64} << (b - 1); }
 
 }  // namespace
 
@@ -43,8 +50,8 @@ struct FidelityRun::Stack {
 };
 
 FidelityRun::FidelityRun(const Model& model, std::vector<std::unique_ptr<AnyCache>> caches,
-                         std::vector<std::string> labels)
-    : model_(&model), reference_model_(model), reference_(model.config().attention_shape()) {
+                         std::vector<std::string> labels, std::size_t context)
+    : model_(&model), reference_model_(model), reference_(model.config().attention_shape()), context_(context) {
   if (caches.size() != labels.size())
     fail("kvc::engine::FidelityRun", "{} caches but {} labels", caches.size(), labels.size());
   const Shape shape = model.config().attention_shape();
@@ -63,6 +70,9 @@ FidelityRun::FidelityRun(const Model& model, std::vector<std::unique_ptr<AnyCach
 FidelityRun::~FidelityRun() = default;
 
 void FidelityRun::run_window(std::span<const std::int32_t> window) {
+  if (window.size() <= context_)
+    fail("kvc::engine::FidelityRun", "a window of {} tokens leaves nothing to score after a context of {}",
+         window.size(), context_);
   const auto start = Clock::now();
   const Shape shape = model_->config().attention_shape();
   const std::size_t group = shape.group_size();
@@ -74,10 +84,36 @@ void FidelityRun::run_window(std::span<const std::int32_t> window) {
   std::int32_t token = Tokenizer::bos;
   for (std::size_t p = 0; p < window.size(); ++p) {
     const std::int32_t position = std::int32_t(p);
-    log_softmax(reference_model_.forward(reference_, token, position), ref_logp_);
     const std::int32_t target = window[p];
+    if (p < context_) {  // prefill: every cache sees the context, nothing is scored
+      reference_model_.forward(reference_, token, position);
+      for (auto& sp : stacks_) {
+        const auto t0 = Clock::now();
+        sp->transformer.forward(*sp->cache, token, position);
+        sp->seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      }
+      token = target;
+      continue;
+    }
+    if (p == context_ && p > 0) {
+      // End of the prefill: bring every head to its budget, as a prefill-time method would.
+      for (auto& sp : stacks_) {
+        sp->cache->compress();
+        for (std::size_t l = 0; l < shape.layers; ++l)
+          for (std::size_t h = 0; h < shape.kv_heads; ++h) {
+            const auto now = sp->cache->positions(l, h);
+            sp->previous[l * shape.kv_heads + h].assign(now.begin(), now.end());
+          }
+      }
+    }
+    log_softmax(reference_model_.forward(reference_, token, position), ref_logp_);
     reference_nll_ -= ref_logp_[std::size_t(target)];
-    const std::size_t bucket = p < 64 ? 0 : p < 128 ? 1 : p < 256 ? 2 : 3;
+    const std::size_t bucket = position_bucket(p);
+    if (bucket >= bucket_nll_.size()) {
+      bucket_nll_.resize(bucket + 1, 0.0);
+      bucket_count_.resize(bucket + 1, 0);
+    }
+    max_position_ = std::max(max_position_, p);
     bucket_nll_[bucket] -= ref_logp_[std::size_t(target)];
     ++bucket_count_[bucket];
     const auto ref_top = std::max_element(ref_logp_.begin(), ref_logp_.end()) - ref_logp_.begin();
@@ -128,7 +164,7 @@ void FidelityRun::run_window(std::span<const std::int32_t> window) {
     ++s.memory_samples;
   }
   ++windows_;
-  predictions_ += window.size();
+  predictions_ += window.size() - context_;
   window_tokens_ = window.size();
   seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -137,13 +173,18 @@ FidelityReport FidelityRun::report() const {
   FidelityReport r;
   r.windows = windows_;
   r.window_tokens = window_tokens_;
+  r.context = context_;
   r.predictions = predictions_;
   r.seconds = seconds_;
   const double n = double(std::max<std::size_t>(predictions_, 1));
   r.reference_nll = reference_nll_ / n;
   r.reference_perplexity = std::exp(r.reference_nll);
-  for (std::size_t b = 0; b < 4; ++b)
-    if (bucket_count_[b]) r.reference_perplexity_by_position.push_back(std::exp(bucket_nll_[b] / double(bucket_count_[b])));
+  for (std::size_t b = 0; b < bucket_count_.size(); ++b) {
+    if (!bucket_count_[b]) continue;
+    r.reference_perplexity_by_position.push_back(std::exp(bucket_nll_[b] / double(bucket_count_[b])));
+    r.position_buckets.push_back(
+        fmt::format("{}-{}", std::max(bucket_start(b), context_), std::min(bucket_start(b + 1) - 1, max_position_)));
+  }
   for (const auto& sp : stacks_) {
     const Stack& s = *sp;
     StackMetrics m;
@@ -169,7 +210,7 @@ FidelityReport FidelityRun::report() const {
 
 FidelityReport evaluate(const Model& model, const Windows& corpus, std::vector<std::unique_ptr<AnyCache>> caches,
                         std::vector<std::string> labels, const std::function<void(std::size_t, std::size_t)>& progress,
-                        std::size_t threads) {
+                        std::size_t threads, std::size_t context) {
   // Stacks are independent given the reference, so each thread runs its own copy of the (cheap,
   // deterministic) reference with a share of the stacks: the metrics do not depend on `threads`.
   const std::size_t n = caches.size();
@@ -184,7 +225,7 @@ FidelityReport evaluate(const Model& model, const Windows& corpus, std::vector<s
   }
   std::vector<std::unique_ptr<FidelityRun>> runs;
   for (std::size_t t = 0; t < threads; ++t)
-    runs.push_back(std::make_unique<FidelityRun>(model, std::move(shares[t]), std::move(share_labels[t])));
+    runs.push_back(std::make_unique<FidelityRun>(model, std::move(shares[t]), std::move(share_labels[t]), context));
 
   std::atomic<std::size_t> done{0};
   std::mutex progress_mutex;

@@ -18,43 +18,19 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : s / double(v.size());
 }
 
-std::string xml_escape(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-std::string csv_field(std::string_view s) {
-  if (s.find_first_of(",\"\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
-  for (const char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
-
-void write_file(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) fail("kvc::engine::write_reports", "cannot create {}", path.string());
-  out << text;
-  if (!out.flush()) fail("kvc::engine::write_reports", "write to {} failed", path.string());
-}
-
 }  // namespace
 
 std::string format_table(const FidelityReport& r) {
   std::size_t width = 5;
   for (const auto& s : r.stacks) width = std::max(width, s.label.size());
-  std::string out = fmt::format("{} windows x {} predictions ({} in all); reference perplexity {:.4f} "
-                                "(mean NLL {:.4f}; by position 0-63, 64-127, 128-255, 256+: {:.3f})\n",
-                                r.windows, r.window_tokens, r.predictions, r.reference_perplexity, r.reference_nll,
-                                fmt::join(r.reference_perplexity_by_position, ", "));
+  std::string out =
+      r.context == 0
+          ? fmt::format("{} windows x {} predictions ({} in all)", r.windows, r.window_tokens, r.predictions)
+          : fmt::format("context C = {} tokens (BOS included), then {} scored; {} windows ({} predictions in all)",
+                        r.context, r.window_tokens - r.context, r.windows, r.predictions);
+  out += fmt::format("; reference perplexity {:.4f} (mean NLL {:.4f}; by position {}: {:.3f})\n",
+                     r.reference_perplexity, r.reference_nll, fmt::join(r.position_buckets, ", "),
+                     fmt::join(r.reference_perplexity_by_position, ", "));
   out += fmt::format("{:<{}}  {:>6}  {:>9}  {:>6}  {:>8}  {:>8}  {:>8}  {:>6}  {:>6}  {:>8}  {:>6}\n", "stack", width,
                      "ratio", "bytes/tok", "kept", "ppl", "dppl%", "KL", "top1", "mass", "attn_err", "sec");
   for (const auto& s : r.stacks)
@@ -70,6 +46,7 @@ std::string format_table(const FidelityReport& r) {
 
 nlohmann::json to_json(const FidelityReport& r, const RunInfo& info) {
   nlohmann::json j;
+  j["protocol"] = r.context == 0 ? "decode" : "context";
   j["model"] = info.model;
   j["tokenizer"] = info.tokenizer;
   j["text"] = info.text;
@@ -77,11 +54,13 @@ nlohmann::json to_json(const FidelityReport& r, const RunInfo& info) {
   j["windows"] = r.windows;
   j["windows_available"] = info.windows_available;
   j["window_tokens"] = r.window_tokens;
+  j["context"] = r.context;
+  j["score_tokens"] = r.window_tokens - r.context;
   j["predictions"] = r.predictions;
   j["reference"] = {{"nll", r.reference_nll},
                     {"perplexity", r.reference_perplexity},
                     {"perplexity_by_position", r.reference_perplexity_by_position},
-                    {"position_buckets", {"0-63", "64-127", "128-255", "256+"}}};
+                    {"position_buckets", r.position_buckets}};
   j["seconds"] = r.seconds;
   j["stacks"] = nlohmann::json::array();
   for (const auto& s : r.stacks)
@@ -100,20 +79,18 @@ nlohmann::json to_json(const FidelityReport& r, const RunInfo& info) {
   return j;
 }
 
-std::string to_csv(const FidelityReport& r) {
-  const std::size_t layers = r.stacks.empty() ? 0 : r.stacks.front().attention_error.size();
-  std::string out =
-      "stack,compression_ratio,bytes_per_token,tokens_kept,perplexity,perplexity_change,mean_kl,top1_agreement,"
-      "kept_attention_mass";
-  for (std::size_t l = 0; l < layers; ++l) out += fmt::format(",attention_error_l{}", l);
-  out += ",seconds\n";
-  for (const auto& s : r.stacks) {
-    out += fmt::format("{},{:.6g},{:.6g},{:.6g},{:.8g},{:.6g},{:.6g},{:.6g},{:.6g}", csv_field(s.label),
-                       s.compression_ratio, s.bytes_per_token, s.tokens_kept, s.perplexity, s.perplexity_change,
-                       s.mean_kl, s.top1_agreement, s.kept_attention_mass);
-    for (const double e : s.attention_error) out += fmt::format(",{:.6g}", e);
-    out += fmt::format(",{:.3f}\n", s.seconds);
-  }
+std::string to_csv(const FidelityReport& r, bool header) {
+  const std::string prefix = r.context == 0 ? "" : fmt::format("{},{},", r.context, r.window_tokens - r.context);
+  std::string out;
+  if (header)
+    out = std::string(r.context == 0 ? "" : "context,score_tokens,") +
+          "stack,compression_ratio,bytes_per_token,tokens_kept,perplexity,perplexity_change,mean_kl,top1_agreement,"
+          "kept_attention_mass,attention_error_mean,seconds\n";
+  for (const auto& s : r.stacks)
+    out += fmt::format("{}{},{:.6g},{:.6g},{:.6g},{:.8g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.3f}\n", prefix,
+                       csv_field(s.label), s.compression_ratio, s.bytes_per_token, s.tokens_kept, s.perplexity,
+                       s.perplexity_change, s.mean_kl, s.top1_agreement, s.kept_attention_mass,
+                       mean(s.attention_error), s.seconds);
   return out;
 }
 
@@ -140,9 +117,11 @@ std::string to_svg(const FidelityReport& r) {
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"24\" font-size=\"15\">KV-cache compression vs perplexity change ({3} windows, reference "
-      "perplexity {4:.3f})</text>\n",
-      width, height, left, r.windows, r.reference_perplexity);
+      "<text x=\"{2}\" y=\"24\" font-size=\"15\">Compression vs perplexity change ({3}{4} windows, "
+      "reference ppl {5:.3f})</text>\n",
+      width, height, left,
+      r.context == 0 ? "" : fmt::format("C = {}, N = {}, ", r.context, r.window_tokens - r.context), r.windows,
+      r.reference_perplexity);
   // Axes, grid and ticks.
   out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n", left, top,
                      pw, ph);
@@ -180,13 +159,67 @@ std::string to_svg(const FidelityReport& r) {
 }
 
 void write_reports(const std::filesystem::path& dir, const FidelityReport& report, const RunInfo& info) {
+  create_report_dir(dir);
+  write_report_file(dir / "results.txt", format_table(report));
+  write_report_file(dir / "results.json", to_json(report, info).dump(2) + "\n");
+  write_report_file(dir / "results.csv", to_csv(report));
+  write_report_file(dir / "results.svg", to_svg(report));
+}
+
+void write_context_reports(const std::filesystem::path& dir, const std::vector<FidelityReport>& reports,
+                           const RunInfo& info) {
+  create_report_dir(dir);
+  std::string table, csv;
+  nlohmann::json j;
+  j["protocol"] = "context";
+  j["contexts"] = nlohmann::json::array();
+  j["runs"] = nlohmann::json::array();
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    const FidelityReport& r = reports[i];
+    table += format_table(r);
+    csv += to_csv(r, i == 0);
+    j["contexts"].push_back(r.context);
+    j["score_tokens"] = r.window_tokens - r.context;
+    j["runs"].push_back(to_json(r, info));
+    write_report_file(dir / fmt::format("results-c{}.svg", r.context), to_svg(r));
+  }
+  write_report_file(dir / "results.txt", table);
+  write_report_file(dir / "results.json", j.dump(2) + "\n");
+  write_report_file(dir / "results.csv", csv);
+}
+
+void create_report_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) fail("kvc::engine::write_reports", "cannot create directory {}: {}", dir.string(), ec.message());
-  write_file(dir / "results.txt", format_table(report));
-  write_file(dir / "results.json", to_json(report, info).dump(2) + "\n");
-  write_file(dir / "results.csv", to_csv(report));
-  write_file(dir / "results.svg", to_svg(report));
+}
+
+std::string xml_escape(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string csv_field(std::string_view s) {
+  if (s.find_first_of(",\"\n") == std::string_view::npos) return std::string(s);
+  std::string out = "\"";
+  for (const char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+void write_report_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) fail("kvc::engine::write_reports", "cannot create {}", path.string());
+  out << text;
+  if (!out.flush()) fail("kvc::engine::write_reports", "write to {} failed", path.string());
 }
 
 }  // namespace kvc::engine

@@ -27,6 +27,8 @@ class AnyCache {
   [[nodiscard]] virtual std::size_t tokens() const noexcept = 0;
   [[nodiscard]] virtual const Shape& shape() const noexcept = 0;
   virtual void clear() noexcept = 0;
+  // Evicts every head down to its budget now (KVCache::compress); a no-op without a budget.
+  virtual void compress() = 0;
 };
 
 template <class Cache>
@@ -56,6 +58,7 @@ class CacheAdapter final : public AnyCache {
   [[nodiscard]] std::size_t tokens() const noexcept override { return cache_.tokens(); }
   [[nodiscard]] const Shape& shape() const noexcept override { return cache_.shape(); }
   void clear() noexcept override { cache_.clear(); }
+  void compress() override { cache_.compress(); }
 
   [[nodiscard]] Cache& get() noexcept { return cache_; }
 

@@ -3,7 +3,7 @@
 // (see /work/shared/models/README.md and docs/evaluation.md):
 //  1. split at blank lines (runs of two or more '\n'), dropping empty paragraphs;
 //  2. encode the first paragraph with the dummy-prefix space, later ones without, and put one
-//     newline byte token (13) between consecutive paragraphs;
+//     tokenizer's newline (the byte token 13 of llama2.c's) between consecutive paragraphs;
 //  3. cut into consecutive, non-overlapping windows of `window` tokens (full windows only);
 //  4. each window is scored as BOS + window.
 #include "kvc_engine/tokenizer.hpp"
@@ -19,8 +19,13 @@ namespace kvc::engine {
 
 [[nodiscard]] std::vector<std::string> split_paragraphs(std::string_view text);
 [[nodiscard]] std::vector<std::int32_t> encode_corpus(const Tokenizer& tokenizer, std::string_view text);
-// Reads a whole text file; throws kvc::Error if it cannot be read or is empty.
-[[nodiscard]] std::string read_text_file(const std::filesystem::path& path);
+// The largest evaluation text read_text_file accepts by default: 300x the bundled TinyStories
+// slice and far more than any protocol scores, yet small enough to fail fast on /dev/zero.
+inline constexpr std::size_t max_text_bytes = std::size_t{256} << 20;
+
+// Reads a whole text file of at most `max_bytes`; throws kvc::Error if it cannot be read, is
+// empty or is larger.
+[[nodiscard]] std::string read_text_file(const std::filesystem::path& path, std::size_t max_bytes = max_text_bytes);
 
 struct Windows {
   std::vector<std::int32_t> tokens;  // the whole encoded corpus

@@ -1,0 +1,23 @@
+#pragma once
+// Writing a PasskeyReport: a text table (accuracy per stack and (C, depth)), JSON, CSV and an SVG
+// heat map (stack rows x depth columns, one panel per context).
+#include "kvc_engine/passkey.hpp"
+#include "kvc_engine/report.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+
+namespace kvc::engine {
+
+[[nodiscard]] std::string format_passkey_table(const PasskeyReport& report);
+[[nodiscard]] nlohmann::json passkey_to_json(const PasskeyReport& report, const RunInfo& info);
+// One row per (stack, context, depth): stack,context,depth,placed_depth,trials,correct,accuracy.
+[[nodiscard]] std::string passkey_to_csv(const PasskeyReport& report);
+[[nodiscard]] std::string passkey_to_svg(const PasskeyReport& report);
+
+// Writes <dir>/passkey.{txt,json,csv,svg}; creates dir. Throws kvc::Error on I/O failure.
+void write_passkey_reports(const std::filesystem::path& dir, const PasskeyReport& report, const RunInfo& info);
+
+}  // namespace kvc::engine
