@@ -1,29 +1,43 @@
 #!/usr/bin/env bash
-# Every test: the release build with g++ (unit, real-model, packaging and compile-fail tests,
-# benchmarks compiled), the same suite built with clang 14, then the library's unit tests again
-# under AddressSanitizer and UndefinedBehaviorSanitizer (without the model engine, whose tests
-# the two release builds already run). Warnings are errors throughout.
+# Every test. Warnings are errors throughout. Three C++ builds, then the Python package:
+#   gcc       g++ Release: unit, engine (stories260K and SmolLM2), evaluation, packaging and
+#             compile-fail tests; benchmarks compiled.
+#   sanitize  clang 14, AddressSanitizer + UndefinedBehaviorSanitizer + libFuzzer instrumentation:
+#             the same unit, engine and evaluation tests, then every fuzz target replays its corpus
+#             and fuzzes for KVC_FUZZ_SECONDS (default 20) seconds.
+#   tsan      clang 14, ThreadSanitizer: what docs/architecture.md ("Concurrency") allows, run on
+#             threads (tests/threads) and the threaded evaluation.
+#   python    pip install . into a venv, then pytest (scripts/test_python.sh).
+# Each build's ctest prints its summary ("100% tests passed, 0 tests failed out of N").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 jobs="$(nproc)"
-models="${KVC_MODELS_DIR:-$root/../shared/models}"
+models="$(bash "$root/scripts/fetch_models.sh" | tail -n 1)"
+fuzz_seconds="${KVC_FUZZ_SECONDS:-20}"
 
-configure_build_test() {  # name, ctest args, cmake args...
-  local name="$1" ctest_args="$2"; shift 2
+configure_build_test() {  # name, build targets ("" = all), ctest args, cmake args...
+  local name="$1" targets="$2" ctest_args="$3"; shift 3
   local dir="$root/build-$name"
+  local start=$SECONDS
   echo "== $name: configure and build" >&2
   cmake -S "$root" -B "$dir" -G Ninja -DKVC_WERROR=ON -DKVC_MODELS_DIR="$models" "$@" >/dev/null
-  cmake --build "$dir" -j "$jobs"
+  # shellcheck disable=SC2086
+  cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}
   echo "== $name: test" >&2
   # shellcheck disable=SC2086
   (cd "$dir" && ctest --output-on-failure -j "$jobs" $ctest_args)
+  echo "== $name: $((SECONDS - start)) s" >&2
 }
 
-configure_build_test gcc "" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release
-configure_build_test clang "-E packaging|compile_fail" -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Release \
-  -DKVC_BUILD_BENCH=OFF
-configure_build_test sanitize "-E packaging|compile_fail" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug \
-  -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF -DKVC_BUILD_ENGINE=OFF \
-  "-DCMAKE_CXX_FLAGS=-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+sanitizers="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+
+configure_build_test gcc "" "" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release
+configure_build_test sanitize "" "-E packaging|compile_fail" -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Debug \
+  -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF -DKVC_BUILD_FUZZERS=ON -DKVC_FUZZ_SECONDS="$fuzz_seconds" \
+  "-DCMAKE_CXX_FLAGS=-O1 -g $sanitizers -fsanitize=fuzzer-no-link"
+configure_build_test tsan "kvc_threads_tests kvc_eval_tests" "-R ^(Concurrency|EvaluationThreads)\\." -DCMAKE_CXX_COMPILER=clang++-14 \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF \
+  "-DCMAKE_CXX_FLAGS=-fsanitize=thread -fno-omit-frame-pointer"
+bash "$root/scripts/test_python.sh"
 echo "test.sh: all suites passed" >&2
