@@ -107,6 +107,18 @@ TEST(Errors, InvalidPrefill) {
   EXPECT_EQ(cache.size(0, 0), 3u);  // failed calls changed nothing
 }
 
+// first_position + t must not overflow int32 (it was signed overflow, then a contract abort).
+TEST(Errors, PrefillPositionsMustFitInt32) {
+  KVCache<> cache(Shape{1, 4, 2, 8});
+  constexpr std::int32_t last = std::numeric_limits<std::int32_t>::max();
+  std::vector<float> rows(3 * 16, 1.0f);
+  EXPECT_THAT(error_of([&] { cache.prefill(0, last - 1, rows, rows); }),
+              HasSubstr("3 tokens from position 2147483646 would pass the largest position 2147483647"));
+  EXPECT_EQ(cache.size(0, 0), 0u);
+  cache.prefill(0, last - 2, rows, rows);  // ends exactly at the largest position
+  EXPECT_EQ(cache.positions(0, 1).back(), last);
+}
+
 using ErrorsDeathTest = ::testing::Test;
 
 TEST(ErrorsDeathTest, HotPathContracts) {

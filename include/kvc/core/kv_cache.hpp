@@ -149,6 +149,11 @@ class KVCache {
     check_finite("KVCache::prefill", "keys", keys);
     check_finite("KVCache::prefill", "values", values);
     const std::size_t n = keys.size() / row;
+    // Positions are int32: the last one, first_position + n - 1, must be one too.
+    if (static_cast<std::int64_t>(first_position) + static_cast<std::int64_t>(n - 1) >
+        std::numeric_limits<std::int32_t>::max())
+      fail("KVCache::prefill", "{} tokens from position {} would pass the largest position {}", n, first_position,
+           std::numeric_limits<std::int32_t>::max());
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
       const auto& pos = positions_[index(layer, h)];
       if (!pos.empty() && first_position <= pos.back())
