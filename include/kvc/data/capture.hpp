@@ -190,6 +190,12 @@ inline KvCapture load_capture(const std::filesystem::path& path) {
          std::numeric_limits<std::int32_t>::max());
   const auto flags = detail::get<std::uint32_t>(header + 44);
   if ((flags & ~capture_flag_rotated) != 0) fail(where, "unknown flags {:#x} in header", flags);
+  // Reserved bytes are zero in version 1, so a later version can give them a meaning that an old
+  // reader refuses rather than misreads.
+  for (std::uint32_t i = 48; i < capture_header_bytes; ++i)
+    if (header[i] != 0)
+      fail(where, "reserved header byte {} is {:#x}, not 0 (a newer format version?)", i,
+           static_cast<unsigned char>(header[i]));
   // Checked in long double so an absurd header cannot overflow the comparison.
   const long double expected = (long double)capture_header_bytes +
       4.0L * shape.layers * (long double)n * (2.0L * shape.kv_heads + shape.query_heads) * shape.head_dim;
