@@ -138,6 +138,9 @@ TEST(ErrorsDeathTest, HotPathContracts) {
   EXPECT_DEATH(cache.attend(0, std::span(q).first(31), std::span(out).first(31)), "queries must hold");
   EXPECT_DEATH(cache.attend(0, q, std::span(out).first(16)), "out must have the size of queries");
   EXPECT_DEATH(cache.attend(3, q, out), "attend: layer out of range");
+  auto nan_q = q;
+  nan_q[5] = std::nanf("");
+  EXPECT_DEATH(cache.attend(0, std::span(nan_q).first(16 * 2), std::span(out).first(32)), "queries must be finite");
   KVCache<ContiguousLayout, testing::Unsorted> unsorted(s, {.budget = 2});
   for (int t = 0; t < 2; ++t) unsorted.append(0, t, row, row);
   unsorted.append(0, 2, row, row);

@@ -121,6 +121,7 @@ class KVCache {
     KVC_CONTRACT(!queries.empty() && queries.size() % stride == 0,
                  "attend: queries must hold n_queries * query_heads * head_dim floats");
     KVC_CONTRACT(out.size() == queries.size(), "attend: out must have the size of queries");
+    KVC_CONTRACT(all_finite(queries), "attend: queries must be finite");
     const std::size_t n_queries = queries.size() / stride;
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
       KVC_CONTRACT(n_queries <= size(layer, h), "attend: more queries than tokens appended to the head");
