@@ -119,6 +119,31 @@ TEST(Errors, PrefillPositionsMustFitInt32) {
   EXPECT_EQ(cache.positions(0, 1).back(), last);
 }
 
+// Observers read out of bounds with a layer or KV head out of range; they throw instead.
+TEST(Errors, ObserversCheckTheirHead) {
+  KVCache<ContiguousLayout, KeepRecent> cache(Shape{2, 4, 2, 8}, {.budget = 4});
+  EXPECT_THAT(error_of([&] { (void)cache.size(2, 0); }),
+              HasSubstr("KVCache::size: layer 2 KV head 0 out of range (layers: 2, kv_heads: 2)"));
+  EXPECT_THAT(error_of([&] { (void)cache.size(0, 2); }), HasSubstr("layer 0 KV head 2 out of range"));
+  EXPECT_THAT(error_of([&] { (void)cache.positions(0, 7); }), HasSubstr("KVCache::positions: layer 0 KV head 7"));
+  EXPECT_THAT(error_of([&] { (void)cache.budget(9, 1); }), HasSubstr("KVCache::budget: layer 9 KV head 1"));
+  EXPECT_THAT(error_of([&] { (void)cache.view(1, 2); }), HasSubstr("KVCache::view: layer 1 KV head 2"));
+  EXPECT_EQ(cache.budget(1, 1), 4u);
+}
+
+// A moved-from cache holds no heads: observers throw and the hot paths fire a contract (append
+// dereferenced null before).
+TEST(Errors, MovedFromCacheIsRejected) {
+  KVCache<> cache(Shape{1, 4, 2, 8});
+  KVCache<> moved(std::move(cache));
+  std::vector<float> rows(16, 1.0f);
+  EXPECT_THAT(error_of([&] { (void)cache.size(0, 0); }), HasSubstr("KVCache::size: the cache was moved from"));
+  EXPECT_THAT(error_of([&] { cache.prefill(0, 0, rows, rows); }), HasSubstr("the cache was moved from"));
+  EXPECT_EQ(cache.tokens(), 0u);
+  moved.prefill(0, 0, rows, rows);
+  EXPECT_EQ(moved.size(0, 1), 1u);
+}
+
 using ErrorsDeathTest = ::testing::Test;
 
 TEST(ErrorsDeathTest, HotPathContracts) {
@@ -140,7 +165,10 @@ TEST(ErrorsDeathTest, HotPathContracts) {
   EXPECT_DEATH(cache.attend(3, q, out), "attend: layer out of range");
   auto nan_q = q;
   nan_q[5] = std::nanf("");
-  EXPECT_DEATH(cache.attend(0, std::span(nan_q).first(16 * 2), std::span(out).first(32)), "queries must be finite");
+  EXPECT_DEATH(cache.attend(0, nan_q, out), "queries must be finite");
+  KVCache<> moved(std::move(cache));
+  EXPECT_DEATH(cache.append(0, 5, row, row), "append: the cache was moved from");
+  EXPECT_DEATH(cache.attend(0, q, out), "attend: the cache was moved from");
   KVCache<ContiguousLayout, testing::Unsorted> unsorted(s, {.budget = 2});
   for (int t = 0; t < 2; ++t) unsorted.append(0, t, row, row);
   unsorted.append(0, 2, row, row);

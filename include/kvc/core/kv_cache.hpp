@@ -101,6 +101,7 @@ class KVCache {
   // Appends one token of `layer`: k and v are [kv_heads][head_dim], keys already rotated.
   // Contract: finite values, matching sizes, positions increasing per layer.
   void append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) noexcept {
+    KVC_CONTRACT(!moved_from(), "append: the cache was moved from");
     KVC_CONTRACT(layer < shape_.layers, "append: layer out of range");
     KVC_CONTRACT(k.size() == shape_.kv_heads * shape_.head_dim, "append: k must hold kv_heads * head_dim floats");
     KVC_CONTRACT(v.size() == k.size(), "append: v must hold kv_heads * head_dim floats");
@@ -117,6 +118,7 @@ class KVCache {
   // queries and out are [n_queries][query_heads][head_dim].
   void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept {
     const std::size_t stride = shape_.query_heads * shape_.head_dim;
+    KVC_CONTRACT(!moved_from(), "attend: the cache was moved from");
     KVC_CONTRACT(layer < shape_.layers, "attend: layer out of range");
     KVC_CONTRACT(!queries.empty() && queries.size() % stride == 0,
                  "attend: queries must hold n_queries * query_heads * head_dim floats");
@@ -124,13 +126,13 @@ class KVCache {
     KVC_CONTRACT(all_finite(queries), "attend: queries must be finite");
     const std::size_t n_queries = queries.size() / stride;
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
-      KVC_CONTRACT(n_queries <= size(layer, h), "attend: more queries than tokens appended to the head");
+      KVC_CONTRACT(n_queries <= head_size(index(layer, h)), "attend: more queries than tokens appended to the head");
       attend_head(layer, h, queries, out, n_queries);
     }
     if constexpr (has_selection) {
       if (options_.auto_compress)
         for (std::size_t h = 0; h < shape_.kv_heads; ++h)
-          if (size(layer, h) > budget(layer, h) + options_.compress_slack) compress_head(layer, h);
+          if (head_size(index(layer, h)) > budgets_[index(layer, h)] + options_.compress_slack) compress_head(layer, h);
     }
   }
 
@@ -141,6 +143,7 @@ class KVCache {
   void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
                std::span<const float> values) {
     const std::size_t row = shape_.kv_heads * shape_.head_dim;
+    if (moved_from()) fail("KVCache::prefill", "the cache was moved from");
     if (layer >= shape_.layers) fail("KVCache::prefill", "layer {} out of range (layers: {})", layer, shape_.layers);
     if (keys.empty() || keys.size() % row != 0)
       fail("KVCache::prefill", "keys hold {} floats, not a positive multiple of kv_heads * head_dim = {}",
@@ -173,10 +176,11 @@ class KVCache {
     for (std::size_t layer = 0; layer < shape_.layers; ++layer) compress(layer);
   }
   void compress(std::size_t layer) {
+    if (moved_from()) fail("KVCache::compress", "the cache was moved from");
     if (layer >= shape_.layers) fail("KVCache::compress", "layer {} out of range (layers: {})", layer, shape_.layers);
     if constexpr (has_selection)
       for (std::size_t h = 0; h < shape_.kv_heads; ++h)
-        if (size(layer, h) > budget(layer, h)) compress_head(layer, h);
+        if (head_size(index(layer, h)) > budgets_[index(layer, h)]) compress_head(layer, h);
   }
 
   // Forgets every token and every policy's per-sequence state; keeps reserved memory.
@@ -187,16 +191,20 @@ class KVCache {
   }
 
   // ---- observation ------------------------------------------------------------------------
+  // Observers of one head check their arguments and throw kvc::Error for a layer or KV head out
+  // of range, or on a moved-from cache: they are called by tools and tests, not per token (the
+  // hot paths use the unchecked head_size()).
 
-  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const noexcept {
-    return positions_[index(layer, kv_head)].size();
+  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const {
+    return head_size(checked_index("KVCache::size", layer, kv_head));
   }
-  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const noexcept {
-    return positions_[index(layer, kv_head)];
+  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const {
+    return positions_[checked_index("KVCache::positions", layer, kv_head)];
   }
   // Tokens a head keeps after compression; SIZE_MAX when nothing is evicted.
-  [[nodiscard]] std::size_t budget(std::size_t layer, std::size_t kv_head) const noexcept {
-    return budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[index(layer, kv_head)];
+  [[nodiscard]] std::size_t budget(std::size_t layer, std::size_t kv_head) const {
+    const std::size_t i = checked_index("KVCache::budget", layer, kv_head);
+    return budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[i];
   }
   // Tokens held, summed over every (layer, KV head).
   [[nodiscard]] std::size_t tokens() const noexcept {
@@ -232,10 +240,8 @@ class KVCache {
   [[nodiscard]] const typename L::config& layout_config() const noexcept { return layout_; }
 
   // Decoded rows of one head (in the stored space), for tests, tools and policies.
-  [[nodiscard]] HeadView view(std::size_t layer, std::size_t kv_head) noexcept {
-    auto& s = stores_[index(layer, kv_head)];
-    return HeadView(layer, kv_head, positions_[index(layer, kv_head)], *table_, key_format_, value_format_, key_dim_,
-                    value_dim_, {&s, &key_address, &value_address});
+  [[nodiscard]] HeadView view(std::size_t layer, std::size_t kv_head) {
+    return head_view(layer, kv_head, checked_index("KVCache::view", layer, kv_head));
   }
 
   template <class P>
@@ -248,6 +254,21 @@ class KVCache {
   }
 
  private:
+  [[nodiscard]] bool moved_from() const noexcept { return stores_.empty(); }
+  [[nodiscard]] std::size_t checked_index(const char* where, std::size_t layer, std::size_t kv_head) const {
+    if (moved_from()) fail(where, "the cache was moved from");
+    if (layer >= shape_.layers || kv_head >= shape_.kv_heads)
+      fail(where, "layer {} KV head {} out of range (layers: {}, kv_heads: {})", layer, kv_head, shape_.layers,
+           shape_.kv_heads);
+    return index(layer, kv_head);
+  }
+  [[nodiscard]] std::size_t head_size(std::size_t i) const noexcept { return positions_[i].size(); }
+  [[nodiscard]] HeadView head_view(std::size_t layer, std::size_t kv_head, std::size_t i) noexcept {
+    auto& s = stores_[i];
+    return HeadView(layer, kv_head, positions_[i], *table_, key_format_, value_format_, key_dim_, value_dim_,
+                    {&s, &key_address, &value_address});
+  }
+
   // ---- construction ------------------------------------------------------------------------
 
   void validate_options() const {
@@ -497,7 +518,7 @@ class KVCache {
         else
           evicted_[e++] = static_cast<std::uint32_t>(t);
       }
-      HeadView head = view(layer, h);
+      HeadView head = head_view(layer, h, i);
       merging().merge(head, kept_span, std::span<const std::uint32_t>(evicted_.data(), e));
     }
     std::apply([&](auto&... p) { (notify_compact(p, layer, h, kept_span), ...); }, policies_);
