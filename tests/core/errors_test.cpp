@@ -33,6 +33,30 @@ TEST(Errors, InvalidShapes) {
   EXPECT_THAT(error_of([] { KVCache<> c(Shape{1, 4, 2, 2048}); }), HasSubstr("stored row dims above 1024"));
 }
 
+// Products of sizes that wrap built a cache with no heads (then a null dereference) or too
+// small blocks; they throw instead.
+TEST(Errors, SizeProductsDoNotWrap) {
+  constexpr std::size_t huge = std::size_t{1} << 63;
+  EXPECT_THAT(error_of([] { KVCache<> c(Shape{huge, 4, 2, 8}); }), HasSubstr("layers * kv_heads = 9223372036854775808 * 2 overflows"));
+  EXPECT_THAT(error_of([] { Shape{1, huge, 1, 4}.validate(); }), HasSubstr("query_heads * head_dim"));
+  EXPECT_THAT(error_of([] { Shape{huge / 4, 4, 4, 4}.validate(); }), HasSubstr("layers * query_heads * head_dim"));
+  EXPECT_THAT(error_of([] { KVCache<PagedLayout> c(Shape{1, 4, 2, 8}, {}, {huge, nullptr}); }),
+              HasSubstr("block bytes (block_tokens * row bytes) = 9223372036854775808 * 64 overflows"));
+  EXPECT_THAT(error_of([] { (void)checked_mul(huge, 2, "where", "what"); }), HasSubstr("where: what = 9223372036854775808 * 2"));
+  EXPECT_THAT(error_of([] { (void)checked_add(huge, huge, "where", "sum"); }), HasSubstr("where: sum ="));
+}
+
+// Budgets past what int32 positions can hold were std::length_error or std::bad_alloc (or a
+// wrapped budget + slack + 1); they are configuration errors.
+TEST(Errors, AbsurdBudgetsAreConfigurationErrors) {
+  const Shape s{1, 4, 2, 8};
+  EXPECT_THAT(error_of([&] { KVCache<ContiguousLayout, KeepRecent> c(s, {.budget = std::size_t{1} << 40}); }),
+              HasSubstr("budget 1099511627776 exceeds 2147483647 tokens, the most a head can hold"));
+  EXPECT_THAT(error_of([&] { KVCache<> c(s, {.capacity = SIZE_MAX}); }), HasSubstr("capacity 18446744073709551615 exceeds"));
+  EXPECT_THAT(error_of([&] { KVCache<ContiguousLayout, KeepRecent> c(s, {.budget = 4, .compress_slack = SIZE_MAX}); }),
+              HasSubstr("compress_slack 18446744073709551615 exceeds"));
+}
+
 TEST(Errors, InvalidOptions) {
   const Shape s{1, 4, 2, 8};
   EXPECT_THAT(error_of([&] { KVCache<> c(s, {.dtype = kernels::Dtype::q8}); }), HasSubstr("dtype int8 is not a storage element type"));

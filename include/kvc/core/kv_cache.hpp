@@ -3,6 +3,7 @@
 // combination of one policy per family. See docs/architecture.md for the data flow.
 #include "kvc/concepts/layout.hpp"
 #include "kvc/concepts/setup.hpp"
+#include "kvc/core/checked.hpp"
 #include "kvc/core/contiguous_layout.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/core/head_view.hpp"
@@ -278,6 +279,14 @@ class KVCache {
            "quantization policy", kernels::dtype_name(options_.dtype));
     if (!std::isfinite(options_.scale) || options_.scale < 0.0f)
       fail("kvc::Options", "scale {} must be finite and >= 0 (0 means 1/sqrt(head_dim))", options_.scale);
+    // Positions are int32 and increase, so no head ever holds more tokens than this; larger
+    // values are typos, and their sums (budget + slack + 1) must not wrap.
+    constexpr auto most = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
+    for (auto [value, what] : {std::pair{options_.budget, "budget"}, std::pair{options_.capacity, "capacity"},
+                               std::pair{options_.compress_slack, "compress_slack"}})
+      if (value > most)
+        fail("kvc::Options", "{} {} exceeds {} tokens, the most a head can hold (positions are int32)", what, value,
+             most);
     if (options_.capacity > 0 && options_.budget > options_.capacity)
       fail("kvc::Options", "budget {} exceeds capacity {}", options_.budget, options_.capacity);
     if constexpr (has_selection) {
@@ -336,9 +345,9 @@ class KVCache {
                  options_.capacity > 0 ? options_.capacity : std::numeric_limits<std::size_t>::max());
           total += b;
         }
-        if (total > options_.budget * shape_.head_count())
-          fail("kvc::KVCache", "budget policy handed out {} tokens, more than budget * heads = {}", total,
-               options_.budget * shape_.head_count());
+        const std::size_t allowed = checked_mul(options_.budget, shape_.head_count(), "kvc::KVCache", "budget * heads");
+        if (total > allowed)
+          fail("kvc::KVCache", "budget policy handed out {} tokens, more than budget * heads = {}", total, allowed);
       }
     }
   }
@@ -347,7 +356,9 @@ class KVCache {
     const RowGeometry geometry{kernels::row_bytes(key_format_, key_dim_), kernels::row_bytes(value_format_, value_dim_)};
     if constexpr (std::is_same_v<L, PagedLayout>) {
       if (layout_.block_tokens == 0) fail("kvc::PagedLayout", "block_tokens must be > 0");
-      const std::size_t block_bytes = layout_.block_tokens * (geometry.key_bytes + geometry.value_bytes);
+      const std::size_t block_bytes =
+          checked_mul(layout_.block_tokens, geometry.key_bytes + geometry.value_bytes, "kvc::PagedLayout",
+                      "block bytes (block_tokens * row bytes)");
       if (!layout_.pool)
         layout_.pool = std::make_shared<BlockPool>(block_bytes);
       else if (layout_.pool->block_bytes() != block_bytes)
