@@ -19,6 +19,8 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <span>
 #include <tuple>
 #include <utility>
@@ -87,9 +89,17 @@ class KVCache {
       fail("kvc::Options", "isa {} is not supported by this CPU", kernels::isa_name(*options_.isa));
     table_ = options_.isa ? &kernels::table(*options_.isa) : &kernels::active();
     choose_dims_and_formats();
-    allocate_budgets();
-    make_stores();
-    setup_policies();
+    try {
+      allocate_budgets();
+      make_stores();
+      setup_policies();
+    } catch (const std::bad_alloc&) {
+      fail("kvc::KVCache", "out of memory building {} heads (budget {}, capacity {} tokens per head)",
+           shape_.head_count(), options_.budget, options_.capacity);
+    } catch (const std::length_error&) {
+      fail("kvc::KVCache", "a buffer of {} heads (budget {}, capacity {} tokens per head) exceeds its maximum size",
+           shape_.head_count(), options_.budget, options_.capacity);
+    }
   }
 
   KVCache(const KVCache&) = delete;
@@ -100,19 +110,35 @@ class KVCache {
   // ---- hot path -------------------------------------------------------------------------
 
   // Appends one token of `layer`: k and v are [kv_heads][head_dim], keys already rotated.
-  // Contract: finite values, matching sizes, positions increasing per layer.
-  void append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) noexcept {
+  // Contract: finite values, matching sizes, positions increasing per layer. Allocates only while
+  // a head grows past its reservation; if that allocation fails, returns Status::out_of_memory
+  // and leaves the cache as it was (its contents; a grown reservation may stay).
+  Status append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) noexcept {
     KVC_CONTRACT(!moved_from(), "append: the cache was moved from");
     KVC_CONTRACT(layer < shape_.layers, "append: layer out of range");
     KVC_CONTRACT(k.size() == shape_.kv_heads * shape_.head_dim, "append: k must hold kv_heads * head_dim floats");
     KVC_CONTRACT(v.size() == k.size(), "append: v must hold kv_heads * head_dim floats");
     KVC_CONTRACT(all_finite(k) && all_finite(v), "append: keys and values must be finite");
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const auto& pos = positions_[index(layer, h)];
+      KVC_CONTRACT(pos.empty() || position > pos.back(), "positions of a head must increase");
       if constexpr (has_lowrank)
         KVC_CONTRACT(lowrank().ready(layer, h),
                      "append: low-rank head has no projection yet; prefill it or calibrate the policy first");
-      write_token(layer, h, position, k.data() + h * shape_.head_dim, v.data() + h * shape_.head_dim);
     }
+    try {
+      grow(layer, 1);
+    } catch (const std::bad_alloc&) {
+      return Status::out_of_memory;
+    } catch (const std::length_error&) {
+      return Status::out_of_memory;
+    } catch (const Error&) {  // a size that overflows size_t: no allocation could serve it
+      return Status::out_of_memory;
+    }
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h)
+      write_token(layer, h, head_size(index(layer, h)) - 1, position, k.data() + h * shape_.head_dim,
+                  v.data() + h * shape_.head_dim);
+    return Status::ok;
   }
 
   // Attention of the last n_queries tokens appended to `layer` (causal among themselves):
@@ -165,11 +191,20 @@ class KVCache {
         fail("KVCache::prefill", "position {} does not follow the last position {} of layer {}", first_position,
              pos.back(), layer);
     }
-    if constexpr (has_lowrank) calibrate_from(layer, keys, values, n);
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::size_t h = 0; h < shape_.kv_heads; ++h)
-        write_token(layer, h, first_position + static_cast<std::int32_t>(t), keys.data() + t * row + h * shape_.head_dim,
-                    values.data() + t * row + h * shape_.head_dim);
+    try {
+      if constexpr (has_lowrank) calibrate_from(layer, keys, values, n);
+      grow(layer, n);
+    } catch (const std::bad_alloc&) {
+      fail("KVCache::prefill", "out of memory appending {} tokens to layer {}", n, layer);
+    } catch (const std::length_error&) {
+      fail("KVCache::prefill", "{} more tokens in layer {} exceed a buffer's maximum size", n, layer);
+    }
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const std::size_t first_row = head_size(index(layer, h)) - n;
+      for (std::size_t t = 0; t < n; ++t)
+        write_token(layer, h, first_row + t, first_position + static_cast<std::int32_t>(t),
+                    keys.data() + t * row + h * shape_.head_dim, values.data() + t * row + h * shape_.head_dim);
+    }
   }
 
   // Evicts every head down to its budget now (auto-compression waits for budget + slack).
@@ -416,15 +451,38 @@ class KVCache {
     return shape_.head_index(layer, kv_head);
   }
 
-  void write_token(std::size_t layer, std::size_t h, std::int32_t position, const float* k, const float* v) noexcept {
+  // Makes room for `count` more tokens in every head of `layer`: rows, positions and scratch, the
+  // new rows not yet written. Strong guarantee: if an allocation fails, every head is back at its
+  // size (blocks taken from a pool are returned) and the exception propagates.
+  void grow(std::size_t layer, std::size_t count) {
+    std::size_t grown = 0, most = 0;
+    try {
+      for (; grown < shape_.kv_heads; ++grown) {
+        const std::size_t i = index(layer, grown);
+        auto& pos = positions_[i];
+        const std::size_t total = checked_add(pos.size(), count, "kvc::KVCache", "tokens of a head");
+        if (total > pos.capacity()) pos.reserve(std::max(total, pos.capacity() + pos.capacity() / 2));
+        stores_[i].resize(total);
+        pos.resize(total);  // within the reservation: cannot fail
+        most = std::max(most, total);
+      }
+      ensure_workspace(most);
+    } catch (...) {
+      for (std::size_t h = 0; h <= grown && h < shape_.kv_heads; ++h) {
+        const std::size_t i = index(layer, h);
+        if (h < grown) positions_[i].resize(positions_[i].size() - count);
+        stores_[i].resize(positions_[i].size());  // shrinking frees, never allocates
+      }
+      throw;
+    }
+  }
+
+  // Writes row `row` of head h (made by grow()): hot path, no allocation.
+  void write_token(std::size_t layer, std::size_t h, std::size_t row, std::int32_t position, const float* k,
+                   const float* v) noexcept {
     const std::size_t i = index(layer, h);
     auto& s = stores_[i];
-    auto& pos = positions_[i];
-    KVC_CONTRACT(pos.empty() || position > pos.back(), "positions of a head must increase");
-    const std::size_t n = s.size();
-    s.resize(n + 1);
-    pos.push_back(position);
-    ensure_workspace(n + 1);
+    positions_[i][row] = position;
     if constexpr (has_lowrank) {
       float* key_rank = rows_.data();
       float* value_rank = rows_.data() + kMaxStoredDim;
@@ -433,8 +491,8 @@ class KVCache {
       k = key_rank;
       v = value_rank;
     }
-    table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(n), 0);
-    table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(n), 0);
+    table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(row), 0);
+    table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(row), 0);
   }
 
   void attend_head(std::size_t layer, std::size_t h, std::span<const float> queries, std::span<float> out,
@@ -544,13 +602,18 @@ class KVCache {
     s.resize(kept);
     pos.resize(kept);
     // Give memory back once; a head at its steady state keeps its reservation and never reallocates.
+    // Best effort: compression runs inside attend (noexcept), and a head that cannot get a
+    // smaller buffer keeps its larger one.
     const std::size_t steady = b + options_.compress_slack + 1;
-    s.fit(steady);
-    if (pos.capacity() > 2 * steady) {
-      std::vector<std::int32_t> smaller;
-      smaller.reserve(steady);
-      smaller.assign(pos.begin(), pos.end());
-      pos.swap(smaller);
+    try {
+      s.fit(steady);
+      if (pos.capacity() > 2 * steady) {
+        std::vector<std::int32_t> smaller;
+        smaller.reserve(steady);
+        smaller.assign(pos.begin(), pos.end());
+        pos.swap(smaller);
+      }
+    } catch (const std::bad_alloc&) {
     }
   }
 

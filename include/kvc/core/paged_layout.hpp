@@ -6,6 +6,7 @@
 #include "kvc/core/row_geometry.hpp"
 #include "kvc/kernels/table.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -48,9 +49,13 @@ struct PagedLayout {
     [[nodiscard]] const std::byte* key(std::size_t i) const noexcept { return const_cast<store*>(this)->key(i); }
     [[nodiscard]] const std::byte* value(std::size_t i) const noexcept { return const_cast<store*>(this)->value(i); }
 
-    // Takes blocks from the pool or returns them, so the head holds ceil(n / block_tokens).
+    // Takes blocks from the pool or returns them, so the head holds ceil(n / block_tokens). If
+    // the pool cannot allocate, the head keeps the blocks it got and its size (resize to size()
+    // returns them).
     void resize(std::size_t n) {
-      const std::size_t need = (n + block_tokens_ - 1) / block_tokens_;
+      const std::size_t need = n / block_tokens_ + (n % block_tokens_ != 0);
+      // The table grows first: a block acquired and then lost to a failed push_back would leak.
+      if (need > blocks_.capacity()) blocks_.reserve(std::max(need, 2 * blocks_.capacity()));
       while (blocks_.size() < need) blocks_.push_back(pool_->acquire());
       while (blocks_.size() > need) {
         pool_->release(blocks_.back());
