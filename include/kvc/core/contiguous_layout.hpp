@@ -15,6 +15,9 @@ namespace kvc {
 struct ContiguousLayout {
   struct config {};
 
+  // Nothing to check or share: every head allocates its own arrays.
+  static void prepare(config&, RowGeometry) noexcept {}
+
   class store {
    public:
     store(RowGeometry geometry, config&) : geometry_(geometry) {}

@@ -1,6 +1,7 @@
 #pragma once
 // KVCache<Layout, Policy...>: the KV cache of one sequence, all layers and KV heads, with any
 // combination of one policy per family. See docs/architecture.md for the data flow.
+#include "kvc/concepts/hooks.hpp"
 #include "kvc/concepts/layout.hpp"
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/checked.hpp"
@@ -55,10 +56,8 @@ class KVCache {
   static constexpr bool has_merging = !std::is_void_v<Merging>;
   static constexpr bool has_quantization = !std::is_void_v<Quantization>;
   static constexpr bool has_lowrank = !std::is_void_v<LowRank>;
-  static constexpr bool observes_attention = [] {
-    if constexpr (has_selection) return AttentionObserver<Selection>;
-    return false;
-  }();
+  // Whether any policy implements on_attend: without one the kernel writes no logits.
+  static constexpr bool observes_attention = (AttendHook<Policy> || ... || false);
 
   static_assert(!has_merging || has_selection,
                 "A merging policy folds evicted tokens into kept ones, so it needs a selection policy "
@@ -136,8 +135,8 @@ class KVCache {
       return Status::out_of_memory;
     }
     for (std::size_t h = 0; h < shape_.kv_heads; ++h)
-      write_token(layer, h, head_size(index(layer, h)) - 1, position, k.data() + h * shape_.head_dim,
-                  v.data() + h * shape_.head_dim);
+      write_token(layer, h, head_size(index(layer, h)) - 1, position, k.subspan(h * shape_.head_dim, shape_.head_dim),
+                  v.subspan(h * shape_.head_dim, shape_.head_dim));
     return Status::ok;
   }
 
@@ -203,7 +202,8 @@ class KVCache {
       const std::size_t first_row = head_size(index(layer, h)) - n;
       for (std::size_t t = 0; t < n; ++t)
         write_token(layer, h, first_row + t, first_position + static_cast<std::int32_t>(t),
-                    keys.data() + t * row + h * shape_.head_dim, values.data() + t * row + h * shape_.head_dim);
+                    keys.subspan(t * row + h * shape_.head_dim, shape_.head_dim),
+                    values.subspan(t * row + h * shape_.head_dim, shape_.head_dim));
     }
   }
 
@@ -223,7 +223,13 @@ class KVCache {
   void clear() noexcept {
     for (auto& s : stores_) s.resize(0);
     for (auto& p : positions_) p.clear();
-    std::apply([](auto&... p) { (reset_policy(p), ...); }, policies_);
+    for (std::size_t i = 0; i < positions_.size(); ++i) for_each_column(i, [](auto& c) { c.clear(); });
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (requires { p.reset(state_at<slot>()); })
+        p.reset(state_at<slot>());
+      else if constexpr (requires { p.reset(); })
+        p.reset();
+    });
   }
 
   // ---- observation ------------------------------------------------------------------------
@@ -254,15 +260,18 @@ class KVCache {
     std::size_t bytes = 0;
     for (const auto& s : stores_) bytes += s.memory_bytes();
     for (const auto& p : positions_) bytes += p.capacity() * sizeof(std::int32_t);
-    std::apply([&](const auto&... p) { ((bytes += policy_memory(p)), ...); }, policies_);
+    std::apply([&](const auto&... c) { (column_bytes(c, bytes), ...); }, columns_);
+    std::apply([&](const auto&... p) { ((bytes += memory_of(p)), ...); }, policies_);
+    std::apply([&](const auto&... st) { ((bytes += memory_of(st)), ...); }, states_);
     return bytes;
   }
   [[nodiscard]] std::size_t workspace_bytes() const noexcept {
     std::size_t policies = 0;
-    std::apply([&](const auto&... p) { ((policies += policy_workspace(p)), ...); }, policies_);
+    std::apply([&](const auto&... p) { ((policies += workspace_of(p)), ...); }, policies_);
+    std::apply([&](const auto&... st) { ((policies += workspace_of(st)), ...); }, states_);
     return policies + (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
             weights_.capacity() + rows_.capacity()) * sizeof(float) +
-           (keep_.capacity() + evicted_.capacity()) * sizeof(std::uint32_t) +
+           (keep_.capacity() + evicted_.capacity() + scratch_.capacity()) * sizeof(std::uint32_t) +
            segments_.capacity() * sizeof(kernels::Segment);
   }
 
@@ -288,8 +297,86 @@ class KVCache {
   [[nodiscard]] const P& get() const noexcept {
     return std::get<P>(policies_);
   }
+  // A policy's per-token column of one head (storage order) and its per-sequence state.
+  template <class P>
+    requires HasColumn<P>
+  [[nodiscard]] std::span<const column_t<P>> column(std::size_t layer, std::size_t kv_head) const {
+    return std::get<slot_of<P>()>(columns_)[checked_index("KVCache::column", layer, kv_head)];
+  }
+  template <class P>
+    requires HasState<P>
+  [[nodiscard]] const state_t<P>& state() const noexcept {
+    return std::get<slot_of<P>()>(states_);
+  }
 
  private:
+  template <class P>
+  static consteval std::size_t slot_of() {
+    constexpr bool matches[] = {std::is_same_v<P, Policy>..., false};
+    std::size_t i = 0;
+    while (i < sizeof...(Policy) && !matches[i]) ++i;
+    return i;
+  }
+  template <std::size_t Slot>
+  using policy_at = std::tuple_element_t<Slot, std::tuple<Policy...>>;
+  template <std::size_t Slot>
+  auto& state_at() noexcept {
+    return std::get<Slot>(states_);
+  }
+
+  // Calls f(policy, slot) for each policy in family order: budget, selection, merging,
+  // quantization, low rank. Every hook goes through here, so the order is one fact.
+  template <class F>
+  void for_each_policy(F&& f) {
+    visit_family<family::budget>(f);
+    visit_family<family::selection>(f);
+    visit_family<family::merging>(f);
+    visit_family<family::quantization>(f);
+    visit_family<family::lowrank>(f);
+  }
+  template <class Family, class F>
+  void visit_family(F& f) {
+    constexpr std::size_t slot = detail::family_index<Family, Policy...>();
+    if constexpr (slot < sizeof...(Policy)) f(std::get<slot>(policies_), std::integral_constant<std::size_t, slot>{});
+  }
+
+  // The view of head i that a hook of the policy in `Slot` receives.
+  template <std::size_t Slot>
+  HeadRef<policy_at<Slot>> ref(std::size_t layer, std::size_t h, std::size_t i, HeadView* rows) noexcept {
+    using P = policy_at<Slot>;
+    std::span<column_t<P>> column;
+    if constexpr (HasColumn<P>) column = std::get<Slot>(columns_)[i];
+    const std::size_t budget = budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[i];
+    return HeadRef<P>(HeadInfo{layer, h, positions_[i], budget}, column,
+                      std::span<std::uint32_t>(scratch_.data(), std::min(scratch_.size(), positions_[i].size())),
+                      &std::get<Slot>(states_), rows);
+  }
+
+  // Calls f(vector) on head i's column of every policy that keeps one.
+  template <class F>
+  void for_each_column(std::size_t i, F&& f) {
+    std::apply([&](auto&... c) { (visit_column(c, i, f), ...); }, columns_);
+  }
+  template <class C, class F>
+  static void visit_column(C& columns, std::size_t i, F& f) {
+    if constexpr (!std::is_same_v<C, NoColumn>) f(columns[i]);
+  }
+  template <class C>
+  static void column_bytes(const C& columns, std::size_t& bytes) noexcept {
+    if constexpr (!std::is_same_v<C, NoColumn>)
+      for (const auto& c : columns) bytes += c.capacity() * sizeof(typename C::value_type::value_type);
+  }
+  template <class T>
+  static std::size_t memory_of(const T& t) noexcept {
+    if constexpr (ReportsMemory<T>) return t.memory_bytes();
+    return 0;
+  }
+  template <class T>
+  static std::size_t workspace_of(const T& t) noexcept {
+    if constexpr (ReportsWorkspace<T>) return t.workspace_bytes();
+    return 0;
+  }
+
   [[nodiscard]] bool moved_from() const noexcept { return stores_.empty(); }
   [[nodiscard]] std::size_t checked_index(const char* where, std::size_t layer, std::size_t kv_head) const {
     if (moved_from()) fail(where, "the cache was moved from");
@@ -389,25 +476,17 @@ class KVCache {
 
   void make_stores() {
     const RowGeometry geometry{kernels::row_bytes(key_format_, key_dim_), kernels::row_bytes(value_format_, value_dim_)};
-    if constexpr (std::is_same_v<L, PagedLayout>) {
-      if (layout_.block_tokens == 0) fail("kvc::PagedLayout", "block_tokens must be > 0");
-      const std::size_t block_bytes =
-          checked_mul(layout_.block_tokens, geometry.key_bytes + geometry.value_bytes, "kvc::PagedLayout",
-                      "block bytes (block_tokens * row bytes)");
-      if (!layout_.pool)
-        layout_.pool = std::make_shared<BlockPool>(block_bytes);
-      else if (layout_.pool->block_bytes() != block_bytes)
-        fail("kvc::PagedLayout", "shared pool has {}-byte blocks but this cache needs {} ({} tokens x {} bytes)",
-             layout_.pool->block_bytes(), block_bytes, layout_.block_tokens, geometry.key_bytes + geometry.value_bytes);
-    }
+    L::prepare(layout_, geometry);
     stores_.reserve(shape_.head_count());
     positions_.resize(shape_.head_count());
+    std::apply([&](auto&... c) { (size_columns(c), ...); }, columns_);
     std::size_t most_rows = 0;
     for (std::size_t i = 0; i < shape_.head_count(); ++i) {
       stores_.emplace_back(geometry, layout_);
       const std::size_t rows = initial_rows(i);
       stores_.back().reserve(rows);
       positions_[i].reserve(rows);
+      for_each_column(i, [&](auto& c) { c.reserve(rows); });
       most_rows = std::max(most_rows, rows);
     }
     ensure_workspace(std::max<std::size_t>(most_rows, 1));
@@ -421,28 +500,19 @@ class KVCache {
     return options_.capacity > 0 ? std::min(steady, options_.capacity + 1) : steady;
   }
 
-  void setup_policies() {
-    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_, options_.compress_slack};
-    std::apply([&](auto&... p) { (setup_policy(p, setup), ...); }, policies_);
+  template <class C>
+  void size_columns(C& columns) {
+    if constexpr (!std::is_same_v<C, NoColumn>) columns.resize(shape_.head_count());
   }
 
-  template <class P>
-  static void setup_policy(P& p, const PolicySetup& setup) {
-    if constexpr (Configurable<P>) p.setup(setup);
-  }
-  template <class P>
-  static void reset_policy(P& p) noexcept {
-    if constexpr (Resettable<P>) p.reset();
-  }
-  template <class P>
-  static std::size_t policy_workspace(const P& p) noexcept {
-    if constexpr (ReportsWorkspace<P>) return p.workspace_bytes();
-    return 0;
-  }
-  template <class P>
-  static std::size_t policy_memory(const P& p) noexcept {
-    if constexpr (ReportsMemory<P>) return p.memory_bytes();
-    return 0;
+  void setup_policies() {
+    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_, options_.compress_slack};
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (requires { p.setup(setup, state_at<slot>()); })
+        p.setup(setup, state_at<slot>());
+      else if constexpr (requires { p.setup(setup); })
+        p.setup(setup);
+    });
   }
 
   // ---- per-head work -----------------------------------------------------------------------
@@ -461,28 +531,40 @@ class KVCache {
         const std::size_t i = index(layer, grown);
         auto& pos = positions_[i];
         const std::size_t total = checked_add(pos.size(), count, "kvc::KVCache", "tokens of a head");
-        if (total > pos.capacity()) pos.reserve(std::max(total, pos.capacity() + pos.capacity() / 2));
+        const auto make_room = [&](auto& v) {
+          if (total > v.capacity()) v.reserve(std::max(total, v.capacity() + v.capacity() / 2));
+        };
+        make_room(pos);
+        for_each_column(i, make_room);
         stores_[i].resize(total);
-        pos.resize(total);  // within the reservation: cannot fail
+        // Within the reservations: cannot fail. New column entries are value-initialized.
+        pos.resize(total);
+        for_each_column(i, [&](auto& c) { c.resize(total); });
         most = std::max(most, total);
       }
       ensure_workspace(most);
     } catch (...) {
       for (std::size_t h = 0; h <= grown && h < shape_.kv_heads; ++h) {
         const std::size_t i = index(layer, h);
-        if (h < grown) positions_[i].resize(positions_[i].size() - count);
+        if (h < grown) {
+          positions_[i].resize(positions_[i].size() - count);
+          for_each_column(i, [&](auto& c) { c.resize(c.size() - count); });
+        }
         stores_[i].resize(positions_[i].size());  // shrinking frees, never allocates
       }
       throw;
     }
   }
 
-  // Writes row `row` of head h (made by grow()): hot path, no allocation.
-  void write_token(std::size_t layer, std::size_t h, std::size_t row, std::int32_t position, const float* k,
-                   const float* v) noexcept {
+  // Writes row `row` of head h (made by grow()), then runs the on_append hooks: hot path, no
+  // allocation.
+  void write_token(std::size_t layer, std::size_t h, std::size_t row, std::int32_t position,
+                   std::span<const float> key, std::span<const float> value) noexcept {
     const std::size_t i = index(layer, h);
     auto& s = stores_[i];
     positions_[i][row] = position;
+    const float* k = key.data();
+    const float* v = value.data();
     if constexpr (has_lowrank) {
       float* key_rank = rows_.data();
       float* value_rank = rows_.data() + kMaxStoredDim;
@@ -493,6 +575,12 @@ class KVCache {
     }
     table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(row), 0);
     table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(row), 0);
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (AppendHook<policy_at<slot>>) {
+        HeadView rows = head_view(layer, h, i);
+        p.on_append(ref<slot>(layer, h, i, &rows), row, key, value);
+      }
+    });
   }
 
   void attend_head(std::size_t layer, std::size_t h, std::span<const float> queries, std::span<float> out,
@@ -547,7 +635,16 @@ class KVCache {
         else
           std::copy_n(acc, hd, o + g * hd);
       }
-      if constexpr (observes_attention) selection().observe(layer, h, combined_weights(args.rows));
+      if constexpr (observes_attention) {
+        const std::span<const float> weights = combined_weights(args.rows);
+        const std::size_t i = index(layer, h);
+        for_each_policy([&](auto& p, auto slot) {
+          if constexpr (AttendHook<policy_at<slot>>) {
+            HeadView rows = head_view(layer, h, i);
+            p.on_attend(ref<slot>(layer, h, i, &rows), weights);
+          }
+        });
+      }
     }
   }
 
@@ -573,7 +670,9 @@ class KVCache {
     const std::size_t n = pos.size();
     const std::size_t b = budgets_[i];
     const std::span<std::uint32_t> keep(keep_.data(), b);
-    const std::size_t kept = selection().select(SelectionContext{layer, h, pos, b}, keep);
+    HeadView rows = head_view(layer, h, i);
+    const std::size_t kept =
+        selection().select(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows), keep);
     KVC_CONTRACT(kept <= b, "selection policy kept more tokens than the budget");
     for (std::size_t j = 0; j < kept; ++j)
       KVC_CONTRACT(keep[j] < n && (j == 0 || keep[j] > keep[j - 1]),
@@ -587,10 +686,12 @@ class KVCache {
         else
           evicted_[e++] = static_cast<std::uint32_t>(t);
       }
-      HeadView head = head_view(layer, h, i);
-      merging().merge(head, kept_span, std::span<const std::uint32_t>(evicted_.data(), e));
+      merging().merge(ref<detail::family_index<family::merging, Policy...>()>(layer, h, i, &rows), kept_span,
+                      std::span<const std::uint32_t>(evicted_.data(), e));
     }
-    std::apply([&](auto&... p) { (notify_compact(p, layer, h, kept_span), ...); }, policies_);
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (CompactHook<policy_at<slot>>) p.on_compact(ref<slot>(layer, h, i, &rows), kept_span);
+    });
     const std::size_t key_bytes = kernels::row_bytes(key_format_, key_dim_);
     const std::size_t value_bytes = kernels::row_bytes(value_format_, value_dim_);
     for (std::size_t j = 0; j < kept; ++j) {
@@ -599,6 +700,10 @@ class KVCache {
       std::memcpy(s.value(j), s.value(keep[j]), value_bytes);
       pos[j] = pos[keep[j]];
     }
+    for_each_column(i, [&](auto& c) {
+      for (std::size_t j = 0; j < kept; ++j) c[j] = c[keep[j]];
+      c.resize(kept);
+    });
     s.resize(kept);
     pos.resize(kept);
     // Give memory back once; a head at its steady state keeps its reservation and never reallocates.
@@ -607,19 +712,18 @@ class KVCache {
     const std::size_t steady = b + options_.compress_slack + 1;
     try {
       s.fit(steady);
-      if (pos.capacity() > 2 * steady) {
-        std::vector<std::int32_t> smaller;
-        smaller.reserve(steady);
-        smaller.assign(pos.begin(), pos.end());
-        pos.swap(smaller);
-      }
+      const auto shrink = [&](auto& v) {
+        if (v.capacity() > 2 * steady) {
+          std::remove_reference_t<decltype(v)> smaller;
+          smaller.reserve(steady);
+          smaller.assign(v.begin(), v.end());
+          v.swap(smaller);
+        }
+      };
+      shrink(pos);
+      for_each_column(i, shrink);
     } catch (const std::bad_alloc&) {
     }
-  }
-
-  template <class P>
-  static void notify_compact(P& p, std::size_t layer, std::size_t h, std::span<const std::uint32_t> kept) noexcept {
-    if constexpr (CompactionAware<P>) p.on_compact(layer, h, kept);
   }
 
   void calibrate_from(std::size_t layer, std::span<const float> keys, std::span<const float> values, std::size_t n)
@@ -653,6 +757,7 @@ class KVCache {
       weights_.resize(grown);
     }
     if constexpr (has_merging) evicted_.resize(grown);
+    if constexpr (has_selection) scratch_.resize(grown);
     std::size_t most_segments = 0;
     for (const auto& s : stores_) most_segments = std::max(most_segments, s.max_segments(grown));
     segments_.resize(std::max<std::size_t>(most_segments, 1));
@@ -699,12 +804,15 @@ class KVCache {
   std::vector<std::size_t> budgets_;
   std::vector<store_type> stores_;
   std::vector<std::vector<std::int32_t>> positions_;
+  // Per-token columns ([head][token]) and per-sequence states of the policies, by policy slot.
+  std::tuple<std::conditional_t<HasColumn<Policy>, std::vector<std::vector<column_t<Policy>>>, NoColumn>...> columns_;
+  std::tuple<state_t<Policy>...> states_;
 
   // Workspace, sized for the largest head so far.
   std::size_t workspace_rows_ = 0;
   std::size_t logits_stride_ = 0;
   std::vector<float> queries_, acc_, max_, sum_, logits_, weights_, rows_;
-  std::vector<std::uint32_t> keep_, evicted_;
+  std::vector<std::uint32_t> keep_, evicted_, scratch_;
   std::vector<kernels::Segment> segments_;
 };
 

@@ -3,6 +3,7 @@
 // `block_tokens` key rows followed by as many value rows. A head only holds the blocks its
 // tokens need: compression returns the surplus blocks to the pool at once.
 #include "kvc/core/block_pool.hpp"
+#include "kvc/core/checked.hpp"
 #include "kvc/core/row_geometry.hpp"
 #include "kvc/kernels/table.hpp"
 
@@ -20,6 +21,18 @@ struct PagedLayout {
     // block size must equal block_tokens * (key row bytes + value row bytes).
     std::shared_ptr<BlockPool> pool;
   };
+
+  // Checks the configuration against the cache's rows and makes the pool if none is shared.
+  static void prepare(config& c, RowGeometry geometry) {
+    if (c.block_tokens == 0) fail("kvc::PagedLayout", "block_tokens must be > 0");
+    const std::size_t block_bytes = checked_mul(c.block_tokens, geometry.key_bytes + geometry.value_bytes,
+                                                "kvc::PagedLayout", "block bytes (block_tokens * row bytes)");
+    if (!c.pool)
+      c.pool = std::make_shared<BlockPool>(block_bytes);
+    else if (c.pool->block_bytes() != block_bytes)
+      fail("kvc::PagedLayout", "shared pool has {}-byte blocks but this cache needs {} ({} tokens x {} bytes)",
+           c.pool->block_bytes(), block_bytes, c.block_tokens, geometry.key_bytes + geometry.value_bytes);
+  }
 
   class store {
    public:
