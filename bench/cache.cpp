@@ -16,10 +16,10 @@ using namespace kvc_bench;
 
 struct KeepRecent {
   using family = kvc::family::selection;
-  std::size_t select(const kvc::SelectionContext& c, std::span<std::uint32_t> keep) const {
-    const std::size_t n = c.positions.size();
-    for (std::size_t j = 0; j < c.budget; ++j) keep[j] = static_cast<std::uint32_t>(n - c.budget + j);
-    return c.budget;
+  std::size_t select(const kvc::HeadRef<KeepRecent>& head, std::span<std::uint32_t> keep) const {
+    const std::size_t n = head.size(), b = head.budget();
+    for (std::size_t j = 0; j < b; ++j) keep[j] = static_cast<std::uint32_t>(n - b + j);
+    return b;
   }
 };
 

@@ -11,6 +11,7 @@
 #include "kvc/merge/d2o.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
+#include "kvc/select/knorm.hpp"
 #include "kvc/select/streaming_llm.hpp"
 
 #include <fmt/format.h>
@@ -144,6 +145,9 @@ const auto entries = std::make_tuple(
                          set_budget(s, v, "h2o");
                          return select::H2O{v["recent"]};
                        }),
+    entry<select::KNorm>("knorm", "selection", "KNorm: the older tokens with the smallest key L2 norm plus the most recent",
+                         {budget_param(), {"window", 8, 0, 1e6, true, "most recent tokens kept whatever their norm"}},
+                         [](const Values& v, Settings& s) { return set_budget(s, v, "knorm"), select::KNorm{v.count("window")}; }),
     entry<budget::Uniform>("uniform", "budget", "every (layer, KV head) keeps the same budget (the default without one)",
                            {budget_param()},
                            [](const Values& v, Settings& s) {

@@ -61,8 +61,14 @@ StackSpec parse_stack(std::string_view text) {
         if (!is_identifier(key)) fail(where, "'{}': '{}' is not a parameter name (in '{}')", text, key, item);
         double number = 0;
         const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
-        if (value.empty() || ec != std::errc{} || ptr != value.data() + value.size() || !std::isfinite(number))
+        if (value.empty() || ec != std::errc{} || ptr != value.data() + value.size() || !std::isfinite(number)) {
+          // '+' separates components, so "budget=+5" or "budget=1e+5" arrives cut at the '+'.
+          if (comma == params.size() && end < text.size())
+            fail(where, "'{}': value of parameter '{}' of '{}' is cut at the '+' at offset {}: '+' separates "
+                 "components, so numbers are written without it (budget=5, 1e5)", text, key, name, end);
+          if (value.empty()) fail(where, "'{}': parameter '{}' of '{}' has no value after '='", text, key, name);
           fail(where, "'{}': value '{}' of parameter '{}' of '{}' is not a number", text, value, key, name);
+        }
         for (const SpecParam& seen : component.params)
           if (seen.key == key) fail(where, "'{}': parameter '{}' of '{}' is given twice", text, key, name);
         component.params.push_back(SpecParam{std::string(key), number, std::string(value)});

@@ -10,4 +10,5 @@
 #include "kvc/merge/d2o.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
+#include "kvc/select/knorm.hpp"
 #include "kvc/select/streaming_llm.hpp"

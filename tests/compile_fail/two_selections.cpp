@@ -3,7 +3,8 @@
 
 struct A {
   using family = kvc::family::selection;
-  std::size_t select(const kvc::SelectionContext&, std::span<std::uint32_t>) { return 0; }
+  template <class P>
+  std::size_t select(const kvc::HeadRef<P>&, std::span<std::uint32_t>) { return 0; }
 };
 struct B : A {};
 

@@ -33,6 +33,30 @@ TEST(Errors, InvalidShapes) {
   EXPECT_THAT(error_of([] { KVCache<> c(Shape{1, 4, 2, 2048}); }), HasSubstr("stored row dims above 1024"));
 }
 
+// Products of sizes that wrap built a cache with no heads (then a null dereference) or too
+// small blocks; they throw instead.
+TEST(Errors, SizeProductsDoNotWrap) {
+  constexpr std::size_t huge = std::size_t{1} << 63;
+  EXPECT_THAT(error_of([] { KVCache<> c(Shape{huge, 4, 2, 8}); }), HasSubstr("layers * kv_heads = 9223372036854775808 * 2 overflows"));
+  EXPECT_THAT(error_of([] { Shape{1, huge, 1, 4}.validate(); }), HasSubstr("query_heads * head_dim"));
+  EXPECT_THAT(error_of([] { Shape{huge / 4, 4, 4, 4}.validate(); }), HasSubstr("layers * query_heads * head_dim"));
+  EXPECT_THAT(error_of([] { KVCache<PagedLayout> c(Shape{1, 4, 2, 8}, {}, {huge, nullptr}); }),
+              HasSubstr("block bytes (block_tokens * row bytes) = 9223372036854775808 * 64 overflows"));
+  EXPECT_THAT(error_of([] { (void)checked_mul(huge, 2, "where", "what"); }), HasSubstr("where: what = 9223372036854775808 * 2"));
+  EXPECT_THAT(error_of([] { (void)checked_add(huge, huge, "where", "sum"); }), HasSubstr("where: sum ="));
+}
+
+// Budgets past what int32 positions can hold were std::length_error or std::bad_alloc (or a
+// wrapped budget + slack + 1); they are configuration errors.
+TEST(Errors, AbsurdBudgetsAreConfigurationErrors) {
+  const Shape s{1, 4, 2, 8};
+  EXPECT_THAT(error_of([&] { KVCache<ContiguousLayout, KeepRecent> c(s, {.budget = std::size_t{1} << 40}); }),
+              HasSubstr("budget 1099511627776 exceeds 2147483647 tokens, the most a head can hold"));
+  EXPECT_THAT(error_of([&] { KVCache<> c(s, {.capacity = SIZE_MAX}); }), HasSubstr("capacity 18446744073709551615 exceeds"));
+  EXPECT_THAT(error_of([&] { KVCache<ContiguousLayout, KeepRecent> c(s, {.budget = 4, .compress_slack = SIZE_MAX}); }),
+              HasSubstr("compress_slack 18446744073709551615 exceeds"));
+}
+
 TEST(Errors, InvalidOptions) {
   const Shape s{1, 4, 2, 8};
   EXPECT_THAT(error_of([&] { KVCache<> c(s, {.dtype = kernels::Dtype::q8}); }), HasSubstr("dtype int8 is not a storage element type"));
@@ -107,6 +131,43 @@ TEST(Errors, InvalidPrefill) {
   EXPECT_EQ(cache.size(0, 0), 3u);  // failed calls changed nothing
 }
 
+// first_position + t must not overflow int32 (it was signed overflow, then a contract abort).
+TEST(Errors, PrefillPositionsMustFitInt32) {
+  KVCache<> cache(Shape{1, 4, 2, 8});
+  constexpr std::int32_t last = std::numeric_limits<std::int32_t>::max();
+  std::vector<float> rows(3 * 16, 1.0f);
+  EXPECT_THAT(error_of([&] { cache.prefill(0, last - 1, rows, rows); }),
+              HasSubstr("3 tokens from position 2147483646 would pass the largest position 2147483647"));
+  EXPECT_EQ(cache.size(0, 0), 0u);
+  cache.prefill(0, last - 2, rows, rows);  // ends exactly at the largest position
+  EXPECT_EQ(cache.positions(0, 1).back(), last);
+}
+
+// Observers read out of bounds with a layer or KV head out of range; they throw instead.
+TEST(Errors, ObserversCheckTheirHead) {
+  KVCache<ContiguousLayout, KeepRecent> cache(Shape{2, 4, 2, 8}, {.budget = 4});
+  EXPECT_THAT(error_of([&] { (void)cache.size(2, 0); }),
+              HasSubstr("KVCache::size: layer 2 KV head 0 out of range (layers: 2, kv_heads: 2)"));
+  EXPECT_THAT(error_of([&] { (void)cache.size(0, 2); }), HasSubstr("layer 0 KV head 2 out of range"));
+  EXPECT_THAT(error_of([&] { (void)cache.positions(0, 7); }), HasSubstr("KVCache::positions: layer 0 KV head 7"));
+  EXPECT_THAT(error_of([&] { (void)cache.budget(9, 1); }), HasSubstr("KVCache::budget: layer 9 KV head 1"));
+  EXPECT_THAT(error_of([&] { (void)cache.view(1, 2); }), HasSubstr("KVCache::view: layer 1 KV head 2"));
+  EXPECT_EQ(cache.budget(1, 1), 4u);
+}
+
+// A moved-from cache holds no heads: observers throw and the hot paths fire a contract (append
+// dereferenced null before).
+TEST(Errors, MovedFromCacheIsRejected) {
+  KVCache<> cache(Shape{1, 4, 2, 8});
+  KVCache<> moved(std::move(cache));
+  std::vector<float> rows(16, 1.0f);
+  EXPECT_THAT(error_of([&] { (void)cache.size(0, 0); }), HasSubstr("KVCache::size: the cache was moved from"));
+  EXPECT_THAT(error_of([&] { cache.prefill(0, 0, rows, rows); }), HasSubstr("the cache was moved from"));
+  EXPECT_EQ(cache.tokens(), 0u);
+  moved.prefill(0, 0, rows, rows);
+  EXPECT_EQ(moved.size(0, 1), 1u);
+}
+
 using ErrorsDeathTest = ::testing::Test;
 
 TEST(ErrorsDeathTest, HotPathContracts) {
@@ -126,6 +187,12 @@ TEST(ErrorsDeathTest, HotPathContracts) {
   EXPECT_DEATH(cache.attend(0, std::span(q).first(31), std::span(out).first(31)), "queries must hold");
   EXPECT_DEATH(cache.attend(0, q, std::span(out).first(16)), "out must have the size of queries");
   EXPECT_DEATH(cache.attend(3, q, out), "attend: layer out of range");
+  auto nan_q = q;
+  nan_q[5] = std::nanf("");
+  EXPECT_DEATH(cache.attend(0, nan_q, out), "queries must be finite");
+  KVCache<> moved(std::move(cache));
+  EXPECT_DEATH(cache.append(0, 5, row, row), "append: the cache was moved from");
+  EXPECT_DEATH(cache.attend(0, q, out), "attend: the cache was moved from");
   KVCache<ContiguousLayout, testing::Unsorted> unsorted(s, {.budget = 2});
   for (int t = 0; t < 2; ++t) unsorted.append(0, t, row, row);
   unsorted.append(0, 2, row, row);

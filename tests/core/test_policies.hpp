@@ -11,10 +11,11 @@ namespace kvc::testing {
 // Keeps the most recent `budget` tokens.
 struct KeepRecent {
   using family = kvc::family::selection;
-  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) const {
-    const std::size_t n = c.positions.size();
-    for (std::size_t j = 0; j < c.budget; ++j) keep[j] = static_cast<std::uint32_t>(n - c.budget + j);
-    return c.budget;
+  template <class P>
+  std::size_t select(const HeadRef<P>& head, std::span<std::uint32_t> keep) const {
+    const std::size_t n = head.size(), b = head.budget();
+    for (std::size_t j = 0; j < b; ++j) keep[j] = static_cast<std::uint32_t>(n - b + j);
+    return b;
   }
 };
 
@@ -34,10 +35,10 @@ struct Ragged {
 struct Recorder {
   using family = kvc::family::selection;
   std::vector<std::vector<float>> seen;
-  void observe(std::size_t, std::size_t, std::span<const float> w) { seen.emplace_back(w.begin(), w.end()); }
+  void on_attend(const HeadRef<Recorder>&, std::span<const float> w) { seen.emplace_back(w.begin(), w.end()); }
   void reset() { seen.clear(); }
-  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) const {
-    return KeepRecent{}.select(c, keep);
+  std::size_t select(const HeadRef<Recorder>& head, std::span<std::uint32_t> keep) const {
+    return KeepRecent{}.select(head, keep);
   }
 };
 
@@ -45,20 +46,20 @@ struct Recorder {
 struct WeightSum {
   using family = kvc::family::selection;
   double total = 0;
-  void observe(std::size_t, std::size_t, std::span<const float> w) noexcept {
+  void on_attend(const HeadRef<WeightSum>&, std::span<const float> w) noexcept {
     for (float x : w) total += x;
   }
-  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) const {
-    return KeepRecent{}.select(c, keep);
+  std::size_t select(const HeadRef<WeightSum>& head, std::span<std::uint32_t> keep) const {
+    return KeepRecent{}.select(head, keep);
   }
 };
 
 // Breaks the selection contract: indices out of order.
 struct Unsorted {
   using family = kvc::family::selection;
-  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) const {
-    for (std::size_t j = 0; j < c.budget; ++j) keep[j] = static_cast<std::uint32_t>(c.budget - 1 - j);
-    return c.budget;
+  std::size_t select(const HeadRef<Unsorted>& head, std::span<std::uint32_t> keep) const {
+    for (std::size_t j = 0; j < head.budget(); ++j) keep[j] = static_cast<std::uint32_t>(head.budget() - 1 - j);
+    return head.budget();
   }
 };
 

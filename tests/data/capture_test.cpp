@@ -83,6 +83,13 @@ TEST(Capture, RejectsCorruptFiles) {
   std::string zero = good;
   std::memset(zero.data() + 32, 0, 8);
   EXPECT_THAT(variant(zero), HasSubstr("holds 0 tokens"));
+  std::string reserved = good;
+  reserved[50] = 1;
+  EXPECT_THAT(variant(reserved), HasSubstr("reserved header byte 50 is 0x1, not 0"));
+  std::string late = good;
+  const std::int32_t near_last = std::numeric_limits<std::int32_t>::max() - 1;
+  std::memcpy(late.data() + 40, &near_last, 4);  // 3 tokens from INT32_MAX - 1 overflow the positions
+  EXPECT_THAT(variant(late), HasSubstr("3 tokens from position 2147483646 would pass the largest position"));
   EXPECT_THAT(load_error(dir / "absent.kvc"), HasSubstr("cannot open"));
 }
 

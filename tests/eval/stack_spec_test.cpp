@@ -50,6 +50,10 @@ TEST(StackSpec, SyntaxErrorsQuoteTheToken) {
   EXPECT_THAT(spec_error("h2o:"), HasSubstr("has a ':' but no parameters"));
   EXPECT_THAT(spec_error("h2o:budget=1,budget=2"), HasSubstr("parameter 'budget' of 'h2o' is given twice"));
   EXPECT_THAT(spec_error("9lives"), HasSubstr("'9lives' is not a policy name"));
+  EXPECT_THAT(spec_error("h2o:budget=+5"),
+              HasSubstr("value of parameter 'budget' of 'h2o' is cut at the '+' at offset 11: '+' separates components"));
+  EXPECT_THAT(spec_error("h2o:budget=1e+5"), HasSubstr("cut at the '+' at offset 13"));
+  EXPECT_THAT(spec_error("h2o:budget="), HasSubstr("parameter 'budget' of 'h2o' has no value after '='"));
 }
 
 TEST(StackSpec, UnknownNamesListTheValidOnes) {

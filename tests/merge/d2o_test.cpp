@@ -117,6 +117,11 @@ TYPED_TEST(D2OLayouts, PartialSimilarityUsesExpWeightsOrDropsBelowTheThreshold) 
   }
 }
 
+template <class Cache>
+float threshold(const Cache& cache) {
+  return cache.template get<merge::D2O>().current_threshold(cache.template state<merge::D2O>(), 0, 0);
+}
+
 // The paper's threshold: an EMA of the mean nearest similarity of the evicted tokens.
 TYPED_TEST(D2OLayouts, EmaThresholdDecidesWhatIsMerged) {
   auto cache = window_cache<TypeParam>(2, merge::D2O{.ema = 0.5f});
@@ -124,9 +129,9 @@ TYPED_TEST(D2OLayouts, EmaThresholdDecidesWhatIsMerged) {
   // First compression: tau = mean(1, 0) = 0.5 -> token 0 merges, token 1 is dropped.
   cache.prefill(0, 0, concat({{1, 0, 0, 0}, {0, 0, 1, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}}),
                 concat({{2, 0, 0, 0}, {0, 0, 0, 8}, {0, 2, 0, 0}, {0, 0, 3, 0}}));
-  EXPECT_TRUE(std::isnan(cache.template get<merge::D2O>().current_threshold(0, 0)));
+  EXPECT_TRUE(std::isnan(threshold(cache)));
   cache.compress();
-  EXPECT_FLOAT_EQ(cache.template get<merge::D2O>().current_threshold(0, 0), 0.5f);
+  EXPECT_FLOAT_EQ(threshold(cache), 0.5f);
   EXPECT_THAT(value(cache, 0), Pointwise(FloatNear(1e-6f), Row{1, 1, 0, 0}));
   EXPECT_THAT(value(cache, 1), ElementsAre(0, 0, 3, 0));
   // Second: evicted token (position 2, key e0) has cosine 0.2 with the new token 4, 0 with
@@ -134,12 +139,12 @@ TYPED_TEST(D2OLayouts, EmaThresholdDecidesWhatIsMerged) {
   const float s = std::sqrt(1.0f - 0.04f);
   cache.prefill(0, 4, Row{0.2f, 0, s, 0}, Row{0, 0, 0, 1});
   cache.compress();
-  EXPECT_FLOAT_EQ(cache.template get<merge::D2O>().current_threshold(0, 0), 0.35f);
+  EXPECT_FLOAT_EQ(threshold(cache), 0.35f);
   ASSERT_THAT(positions_of(cache.positions(0, 0)), ElementsAre(3, 4));
   EXPECT_THAT(value(cache, 0), ElementsAre(0, 0, 3, 0));
   EXPECT_THAT(value(cache, 1), ElementsAre(0, 0, 0, 1));
   cache.clear();
-  EXPECT_TRUE(std::isnan(cache.template get<merge::D2O>().current_threshold(0, 0)));
+  EXPECT_TRUE(std::isnan(threshold(cache)));
 }
 
 // Rows are stored quantized: the merged row is decoded, averaged and re-encoded, so it matches
@@ -185,7 +190,7 @@ TYPED_TEST(D2OLayouts, MergingAllocatesNothingInSteadyState) {
   std::mt19937 rng(3);
   std::normal_distribution<float> normal;
   std::vector<float> k(s.kv_heads * s.head_dim), q(s.query_heads * s.head_dim), out(q.size());
-  EXPECT_GT(cache.template get<merge::D2O>().workspace_bytes(), 0u);
+  EXPECT_GT(cache.template state<merge::D2O>().workspace_bytes(), 0u);
   std::size_t before = 0;
   for (std::size_t t = 0; t < 200; ++t) {
     if (t == 40) before = kvc::testing::allocation_count();

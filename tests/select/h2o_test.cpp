@@ -1,6 +1,6 @@
 // H2O through a real cache: hand-made keys and queries decide which tokens collect attention,
 // and those are the heavy hitters that survive; scores follow the compaction; GQA reductions
-// change the survivors; bad parameters throw; eviction frees memory; observe() allocates nothing
+// change the survivors; bad parameters throw; eviction frees memory; on_attend() allocates nothing
 // in steady state (counted by replacing operator new in this test binary).
 #include "support/allocation_counter.hpp"
 #include "kvc/kvc.hpp"
@@ -83,8 +83,7 @@ TEST(H2O, ScoresAccumulateAndFollowTheCompaction) {
     cache.append(0, static_cast<std::int32_t>(t), k, v);
     cache.attend(0, q, out);
   }
-  const auto& h2o = cache.get<select::H2O>();
-  const auto before = h2o.scores(0, 0);
+  const auto before = cache.column<select::H2O>(0, 0);
   ASSERT_EQ(before.size(), 8u);
   // Every query's weights sum to one, so the scores of 8 queries sum to 8.
   EXPECT_NEAR(std::accumulate(before.begin(), before.end(), 0.0), 8.0, 1e-4);
@@ -98,25 +97,25 @@ TEST(H2O, ScoresAccumulateAndFollowTheCompaction) {
   for (auto p : best) expected.push_back(before[static_cast<std::size_t>(p)]);
   cache.compress();
   EXPECT_EQ(positions_of(cache.positions(0, 0)), best);
-  const auto after = h2o.scores(0, 0);
+  const auto after = cache.column<select::H2O>(0, 0);
   EXPECT_EQ(std::vector<float>(after.begin(), after.end()), expected);
   cache.clear();
-  EXPECT_TRUE(h2o.scores(0, 0).empty());
+  EXPECT_TRUE(cache.column<select::H2O>(0, 0).empty());
 }
 
 TEST(H2O, TiesGoToTheMoreRecentToken) {
-  select::H2O h{.recent_fraction = 0.0};
-  const Shape s{1, 1, 1, 4};
-  const std::vector<std::size_t> budgets{3};
-  h.setup(PolicySetup{.shape = s, .budgets = budgets});
+  const select::H2O h{.recent_fraction = 0.0};
   // Tokens 0..5 with scores 1, 2, 1, 1, 2, 1: the heavy ones (1, 4) and then the newest of the
   // tied ones (5).
   const std::vector<float> w{1, 2, 1, 1, 2, 1};
-  h.observe(0, 0, w);
   std::vector<std::int32_t> positions(6);
   std::iota(positions.begin(), positions.end(), 0);
+  std::vector<float> scores(6);
+  std::vector<std::uint32_t> scratch(6);
+  const HeadRef<select::H2O> head(HeadInfo{0, 0, positions, 3}, scores, scratch);
+  h.on_attend(head, w);
   std::vector<std::uint32_t> keep(3);
-  ASSERT_EQ(h.select(SelectionContext{0, 0, positions, 3}, keep), 3u);
+  ASSERT_EQ(h.select(head, keep), 3u);
   EXPECT_THAT(keep, ElementsAre(1u, 4u, 5u));
 }
 
@@ -126,15 +125,14 @@ TEST(H2O, SelectKeepsTheHighestScoresWithTiesToTheMostRecent) {
   std::mt19937 rng(11);
   for (double fraction : {0.0, 0.3, 0.5, 1.0})
     for (std::size_t n : {2, 7, 64, 1025}) {
-      select::H2O h{.recent_fraction = fraction};
-      const Shape s{1, 1, 1, 4};
-      const std::vector<std::size_t> budgets{n - 1};
-      h.setup(PolicySetup{.shape = s, .budgets = budgets});
+      const select::H2O h{.recent_fraction = fraction};
       std::vector<float> w(n - n / 8);  // the newest n / 8 tokens were never observed
       for (auto& x : w) x = static_cast<float>(rng() % 5) * 0.25f;
-      h.observe(0, 0, w);
       std::vector<std::int32_t> positions(n);
       std::iota(positions.begin(), positions.end(), 0);
+      std::vector<float> scores(n);
+      std::vector<std::uint32_t> scratch(n);
+      h.on_attend(HeadRef<select::H2O>(HeadInfo{0, 0, positions}, scores, scratch), w);
       for (std::size_t budget = 1; budget < n; budget += 1 + budget / 3) {
         SCOPED_TRACE("n " + std::to_string(n) + " budget " + std::to_string(budget) + " fraction " +
                      std::to_string(fraction));
@@ -149,7 +147,7 @@ TEST(H2O, SelectKeepsTheHighestScoresWithTiesToTheMostRecent) {
         for (std::size_t i = older; i < n; ++i) want.push_back(static_cast<std::uint32_t>(i));
         std::sort(want.begin(), want.end());
         std::vector<std::uint32_t> keep(budget);
-        keep.resize(h.select(SelectionContext{0, 0, positions, budget}, keep));
+        keep.resize(h.select(HeadRef<select::H2O>(HeadInfo{0, 0, positions, budget}, scores, scratch), keep));
         EXPECT_EQ(keep, want);
       }
     }
@@ -207,11 +205,11 @@ TYPED_TEST(H2OLayouts, EvictionFreesMemory) {
   cache.prefill(0, 0, random_vector(n * s.kv_heads * s.head_dim, rng), random_vector(n * s.kv_heads * s.head_dim, rng));
   std::vector<float> q = random_vector(n * s.query_heads * s.head_dim, rng), out(q.size());
   cache.attend(0, q, out);
-  EXPECT_EQ(cache.template get<select::H2O>().scores(0, 1).size(), n);
+  EXPECT_EQ(cache.template column<select::H2O>(0, 1).size(), n);
   const std::size_t before = cache.memory_bytes();
   cache.compress();
   EXPECT_EQ(cache.tokens(), 2u * 16u);
-  EXPECT_EQ(cache.template get<select::H2O>().scores(0, 1).size(), 16u);
+  EXPECT_EQ(cache.template column<select::H2O>(0, 1).size(), 16u);
   EXPECT_LT(cache.memory_bytes() * 8, before);
 }
 

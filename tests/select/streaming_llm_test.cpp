@@ -34,7 +34,7 @@ TEST(StreamingLLM, SelectKeepsFirstSinksAndTheMostRecentWindow) {
   std::vector<std::int32_t> positions(10);
   std::iota(positions.begin(), positions.end(), 100);
   std::vector<std::uint32_t> keep(5);
-  const std::size_t n = policy.select(SelectionContext{0, 0, positions, 5}, keep);
+  const std::size_t n = policy.select(HeadRef<select::StreamingLLM>(HeadInfo{0, 0, positions, 5}), keep);
   ASSERT_EQ(n, 5u);
   EXPECT_THAT(keep, ElementsAre(0u, 1u, 7u, 8u, 9u));
 }
@@ -44,7 +44,7 @@ TEST(StreamingLLM, ZeroSinksIsASlidingWindow) {
   std::vector<std::int32_t> positions(6);
   std::iota(positions.begin(), positions.end(), 0);
   std::vector<std::uint32_t> keep(3);
-  ASSERT_EQ(policy.select(SelectionContext{0, 0, positions, 3}, keep), 3u);
+  ASSERT_EQ(policy.select(HeadRef<select::StreamingLLM>(HeadInfo{0, 0, positions, 3}), keep), 3u);
   EXPECT_THAT(keep, ElementsAre(3u, 4u, 5u));
 }
 

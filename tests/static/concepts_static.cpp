@@ -6,20 +6,35 @@ namespace {
 
 struct GoodSelect {
   using family = kvc::family::selection;
-  std::size_t select(const SelectionContext&, std::span<std::uint32_t>) { return 0; }
+  std::size_t select(const HeadRef<GoodSelect>&, std::span<std::uint32_t>) { return 0; }
 };
 struct SelectWithoutFamily {
-  std::size_t select(const SelectionContext&, std::span<std::uint32_t>) { return 0; }
+  std::size_t select(const HeadRef<SelectWithoutFamily>&, std::span<std::uint32_t>) { return 0; }
 };
 struct SelectMissingSelect {
   using family = kvc::family::selection;
 };
 struct SelectWrongReturn {
   using family = kvc::family::selection;
-  void select(const SelectionContext&, std::span<std::uint32_t>) {}
+  void select(const HeadRef<SelectWrongReturn>&, std::span<std::uint32_t>) {}
 };
-struct Observer : GoodSelect {
-  void observe(std::size_t, std::size_t, std::span<const float>) noexcept {}
+struct Observer {
+  using family = kvc::family::selection;
+  std::size_t select(const HeadRef<Observer>&, std::span<std::uint32_t>) { return 0; }
+  void on_attend(const HeadRef<Observer>&, std::span<const float>) noexcept {}
+};
+// Hooks are found on any family, and a column or a state is declared by naming its type.
+struct ColumnKeeper {
+  using family = kvc::family::quantization;
+  using column = std::uint16_t;
+  struct state {
+    int appended = 0;
+  };
+  kernels::RowFormat key_format() const { return {}; }
+  kernels::RowFormat value_format() const { return {}; }
+  void on_append(const HeadRef<ColumnKeeper>&, std::size_t, std::span<const float>, std::span<const float>) noexcept {}
+  void on_compact(const HeadRef<ColumnKeeper>&, std::span<const std::uint32_t>) noexcept {}
+  void reset(state&) const noexcept {}
 };
 
 struct GoodBudget {
@@ -32,11 +47,11 @@ struct BudgetMissingAllocate {
 
 struct GoodMerge {
   using family = kvc::family::merging;
-  void merge(HeadView&, std::span<const std::uint32_t>, std::span<const std::uint32_t>) {}
+  void merge(const HeadRef<GoodMerge>&, std::span<const std::uint32_t>, std::span<const std::uint32_t>) {}
 };
 struct MergeWrongSignature {
   using family = kvc::family::merging;
-  void merge(HeadView&) {}
+  void merge(const HeadRef<MergeWrongSignature>&) {}
 };
 
 struct GoodQuant {
@@ -74,7 +89,12 @@ static_assert(!SelectionPolicy<SelectWithoutFamily>, "a policy must name its fam
 static_assert(!SelectionPolicy<SelectMissingSelect>, "a selection policy needs select()");
 static_assert(!SelectionPolicy<SelectWrongReturn>, "select() returns the number of kept tokens");
 static_assert(!SelectionPolicy<GoodBudget>, "a budget policy is not a selection policy");
-static_assert(AttentionObserver<Observer> && !AttentionObserver<GoodSelect>);
+static_assert(AttendHook<Observer> && !AttendHook<GoodSelect>);
+static_assert(AppendHook<ColumnKeeper> && CompactHook<ColumnKeeper> && !AppendHook<Observer>);
+static_assert(HasColumn<ColumnKeeper> && HasState<ColumnKeeper> && Resettable<ColumnKeeper>);
+static_assert(std::is_same_v<column_t<ColumnKeeper>, std::uint16_t> && std::is_same_v<column_t<GoodSelect>, NoColumn>);
+static_assert(std::is_same_v<state_t<GoodSelect>, NoState> && !HasColumn<GoodSelect> && !HasState<GoodSelect>);
+static_assert(KVCache<ContiguousLayout, GoodSelect, ColumnKeeper>::has_quantization);
 static_assert(BudgetPolicy<GoodBudget> && !BudgetPolicy<BudgetMissingAllocate>);
 static_assert(MergingPolicy<GoodMerge> && !MergingPolicy<MergeWrongSignature>);
 static_assert(QuantizationPolicy<GoodQuant> && !QuantizationPolicy<QuantMissingValue>);

@@ -16,21 +16,26 @@ namespace {
 
 static_assert(SelectionPolicy<select::StreamingLLM>);
 static_assert(Configurable<select::StreamingLLM>, "StreamingLLM checks sinks against the budgets in setup()");
-static_assert(!AttentionObserver<select::StreamingLLM>, "StreamingLLM needs no attention: it must cost nothing");
+static_assert(!AttendHook<select::StreamingLLM>, "StreamingLLM needs no attention: it must cost nothing");
 
 static_assert(SelectionPolicy<select::H2O>);
-static_assert(AttentionObserver<select::H2O> && CompactionAware<select::H2O> && Resettable<select::H2O> &&
-              Configurable<select::H2O> && ReportsMemory<select::H2O>);
-static_assert(noexcept(std::declval<select::H2O&>().observe(0, 0, std::span<const float>{})),
-              "observe() runs inside attend(): it must be noexcept");
-static_assert(noexcept(std::declval<select::H2O&>().on_compact(0, 0, std::span<const std::uint32_t>{})));
+static_assert(AttendHook<select::H2O> && Configurable<select::H2O> && HasColumn<select::H2O>);
+static_assert(!HasState<select::H2O> && !CompactHook<select::H2O> && !Resettable<select::H2O>,
+              "H2O's only sequence state is its score column, which the cache compacts and clears");
+static_assert(noexcept(std::declval<select::H2O&>().on_attend(std::declval<const HeadRef<select::H2O>&>(),
+                                                              std::span<const float>{})),
+              "on_attend() runs inside attend(): it must be noexcept");
 
 static_assert(BudgetPolicy<budget::Uniform> && BudgetPolicy<budget::PyramidKV>);
 static_assert(!SelectionPolicy<budget::PyramidKV>, "a budget policy is not a selection policy");
 
 static_assert(MergingPolicy<merge::D2O>);
-static_assert(Configurable<merge::D2O> && Resettable<merge::D2O> && ReportsMemory<merge::D2O>);
-static_assert(noexcept(std::declval<merge::D2O&>().merge(std::declval<HeadView&>(), std::span<const std::uint32_t>{},
+static_assert(Configurable<merge::D2O> && Resettable<merge::D2O> && HasState<merge::D2O> &&
+              ReportsMemory<merge::D2O::state> && ReportsWorkspace<merge::D2O::state>);
+static_assert(std::is_trivially_copyable_v<merge::D2O>,
+              "a configured D2O is parameters only: copying it never copies a sequence's thresholds");
+static_assert(noexcept(std::declval<merge::D2O&>().merge(std::declval<const HeadRef<merge::D2O>&>(),
+                                                         std::span<const std::uint32_t>{},
                                                          std::span<const std::uint32_t>{})),
               "merge() runs inside auto-compression: it must be noexcept");
 

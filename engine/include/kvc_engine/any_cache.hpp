@@ -21,8 +21,9 @@ class AnyCache {
   virtual void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept = 0;
   virtual void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
                        std::span<const float> values) = 0;
-  [[nodiscard]] virtual std::size_t size(std::size_t layer, std::size_t kv_head) const noexcept = 0;
-  [[nodiscard]] virtual std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const noexcept = 0;
+  // Throw kvc::Error for a layer or KV head out of range.
+  [[nodiscard]] virtual std::size_t size(std::size_t layer, std::size_t kv_head) const = 0;
+  [[nodiscard]] virtual std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const = 0;
   [[nodiscard]] virtual std::size_t memory_bytes() const noexcept = 0;
   [[nodiscard]] virtual std::size_t tokens() const noexcept = 0;
   [[nodiscard]] virtual const Shape& shape() const noexcept = 0;
@@ -48,10 +49,10 @@ class CacheAdapter final : public AnyCache {
                std::span<const float> values) override {
     cache_.prefill(layer, first_position, keys, values);
   }
-  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const noexcept override {
+  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const override {
     return cache_.size(layer, kv_head);
   }
-  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const noexcept override {
+  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const override {
     return cache_.positions(layer, kv_head);
   }
   [[nodiscard]] std::size_t memory_bytes() const noexcept override { return cache_.memory_bytes(); }

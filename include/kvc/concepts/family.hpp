@@ -24,18 +24,17 @@ concept HasFamily = requires { typename P::family; };
 template <class P, class Family>
 concept InFamily = HasFamily<P> && std::same_as<typename P::family, Family>;
 
-// Optional capability: report the bytes of per-head state the policy keeps (counted in the
-// cache's memory_bytes()).
-template <class P>
-concept ReportsMemory = requires(const P& p) {
-  { p.memory_bytes() } -> std::convertible_to<std::size_t>;
+// Optional: report bytes of per-head state (counted in the cache's memory_bytes()). Asked of
+// the policy's `state` when it has one, and of the policy itself (SVD's fitted bases).
+template <class T>
+concept ReportsMemory = requires(const T& t) {
+  { t.memory_bytes() } -> std::convertible_to<std::size_t>;
 };
 
-// Optional capability: report scratch the policy keeps per cache, not per token (counted in the
-// cache's workspace_bytes()).
-template <class P>
-concept ReportsWorkspace = requires(const P& p) {
-  { p.workspace_bytes() } -> std::convertible_to<std::size_t>;
+// Optional: report scratch kept per cache, not per token (counted in workspace_bytes()).
+template <class T>
+concept ReportsWorkspace = requires(const T& t) {
+  { t.workspace_bytes() } -> std::convertible_to<std::size_t>;
 };
 
 }  // namespace kvc

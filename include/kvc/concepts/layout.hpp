@@ -7,9 +7,12 @@
 
 namespace kvc {
 
-// A layout is a tag type with a nested `config` (layout parameters) and `store` (one head's rows).
+// A layout is a tag type with a nested `config` (layout parameters) and `store` (one head's rows);
+// prepare() checks the config against the cache's row sizes before any store is made (and may
+// throw kvc::Error), so the container never names a concrete layout.
 template <class L>
 concept Layout = requires { typename L::config; typename L::store; } &&
+    requires(typename L::config& c, RowGeometry geometry) { L::prepare(c, geometry); } &&
     std::constructible_from<typename L::store, RowGeometry, typename L::config&> &&
     requires(typename L::store& s, const typename L::store& cs, std::size_t n, kernels::Segment* out) {
       { cs.size() } -> std::same_as<std::size_t>;

@@ -1,4 +1,5 @@
 #pragma once
+#include "kvc/core/head_ref.hpp"
 #include "kvc/core/shape.hpp"
 
 #include <cstddef>
@@ -19,13 +20,16 @@ struct PolicySetup {
 // rank_keys, ...) and the budget policy's allocate() first, then setup() of every policy.
 // Getters must therefore validate their own parameters.
 
-// Optional capability: called once when the cache is built (and may throw kvc::Error if the
-// policy's parameters do not fit the cache, e.g. more sinks than a head's budget).
+// Optional hook: called once when the cache is built (and may throw kvc::Error if the policy's
+// parameters do not fit the cache, e.g. more sinks than a head's budget). A policy with a `state`
+// sizes it here: setup(setup, state).
 template <class P>
-concept Configurable = requires(P& p, const PolicySetup& setup) { p.setup(setup); };
+concept Configurable = requires(P& p, const PolicySetup& setup, state_t<P>& state) { p.setup(setup); } ||
+                       requires(P& p, const PolicySetup& setup, state_t<P>& state) { p.setup(setup, state); };
 
-// Optional capability: forget all per-sequence state (KVCache::clear).
+// Optional hook: forget all per-sequence state (KVCache::clear): reset(state), or reset() for a
+// policy that keeps its sequence in itself (test recorders).
 template <class P>
-concept Resettable = requires(P& p) { p.reset(); };
+concept Resettable = requires(P& p, state_t<P>& state) { p.reset(state); } || requires(P& p) { p.reset(); };
 
 }  // namespace kvc

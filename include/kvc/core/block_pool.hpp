@@ -22,12 +22,16 @@ class BlockPool {
 
   [[nodiscard]] std::size_t block_bytes() const noexcept { return block_bytes_; }
 
-  // A free block, allocating a new one only when none is free.
+  // A free block, allocating a new one only when none is free. Throws std::bad_alloc with the
+  // pool unchanged when the system has no memory for it.
   [[nodiscard]] std::byte* acquire() {
     std::lock_guard lock(mutex_);
     if (free_.empty()) {
+      // Both tables grow before the block exists, so no failure can orphan it.
+      const std::size_t next = blocks_.size() + 1;
+      if (free_.capacity() < next) free_.reserve(2 * next);  // so release() never allocates
+      if (blocks_.capacity() < next) blocks_.reserve(2 * next);
       blocks_.emplace_back(block_bytes_);
-      free_.reserve(blocks_.size());  // so release() never allocates
       return blocks_.back().data();
     }
     std::byte* block = free_.back();

@@ -3,6 +3,7 @@
 // value rows. The arrays grow geometrically while a head fills up and are cut back to the
 // head's budget when it is compressed, so a head with a small budget holds a small allocation.
 #include "kvc/core/aligned_buffer.hpp"
+#include "kvc/core/checked.hpp"
 #include "kvc/core/row_geometry.hpp"
 #include "kvc/kernels/table.hpp"
 
@@ -13,6 +14,9 @@ namespace kvc {
 
 struct ContiguousLayout {
   struct config {};
+
+  // Nothing to check or share: every head allocates its own arrays.
+  static void prepare(config&, RowGeometry) noexcept {}
 
   class store {
    public:
@@ -50,8 +54,8 @@ struct ContiguousLayout {
 
    private:
     void reallocate(std::size_t rows) {
-      detail::AlignedBytes keys(rows * geometry_.key_bytes);
-      detail::AlignedBytes values(rows * geometry_.value_bytes);
+      detail::AlignedBytes keys(checked_mul(rows, geometry_.key_bytes, "kvc::ContiguousLayout", "key bytes"));
+      detail::AlignedBytes values(checked_mul(rows, geometry_.value_bytes, "kvc::ContiguousLayout", "value bytes"));
       if (size_ > 0) {
         std::memcpy(keys.data(), keys_.data(), size_ * geometry_.key_bytes);
         std::memcpy(values.data(), values_.data(), size_ * geometry_.value_bytes);

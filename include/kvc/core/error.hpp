@@ -23,6 +23,11 @@ template <class... Args>
   throw Error(fmt::format("{}: {}", where, fmt::format(format, std::forward<Args>(args)...)));
 }
 
+// What a hot-path operation that needs memory reports instead of throwing: on out_of_memory the
+// operation did nothing and the cache is as it was, so the caller may free memory (compress,
+// clear another sequence, trim a shared BlockPool) and retry.
+enum class Status { ok, out_of_memory };
+
 // Called with a description of a broken hot-path precondition. Must not return; if it does,
 // the library aborts anyway. The default prints the message to stderr.
 using ContractHandler = void (*)(const char* message) noexcept;

@@ -1,8 +1,10 @@
 #pragma once
 // KVCache<Layout, Policy...>: the KV cache of one sequence, all layers and KV heads, with any
 // combination of one policy per family. See docs/architecture.md for the data flow.
+#include "kvc/concepts/hooks.hpp"
 #include "kvc/concepts/layout.hpp"
 #include "kvc/concepts/setup.hpp"
+#include "kvc/core/checked.hpp"
 #include "kvc/core/contiguous_layout.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/core/head_view.hpp"
@@ -18,6 +20,8 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <span>
 #include <tuple>
 #include <utility>
@@ -52,10 +56,8 @@ class KVCache {
   static constexpr bool has_merging = !std::is_void_v<Merging>;
   static constexpr bool has_quantization = !std::is_void_v<Quantization>;
   static constexpr bool has_lowrank = !std::is_void_v<LowRank>;
-  static constexpr bool observes_attention = [] {
-    if constexpr (has_selection) return AttentionObserver<Selection>;
-    return false;
-  }();
+  // Whether any policy implements on_attend: without one the kernel writes no logits.
+  static constexpr bool observes_attention = (AttendHook<Policy> || ... || false);
 
   static_assert(!has_merging || has_selection,
                 "A merging policy folds evicted tokens into kept ones, so it needs a selection policy "
@@ -86,9 +88,17 @@ class KVCache {
       fail("kvc::Options", "isa {} is not supported by this CPU", kernels::isa_name(*options_.isa));
     table_ = options_.isa ? &kernels::table(*options_.isa) : &kernels::active();
     choose_dims_and_formats();
-    allocate_budgets();
-    make_stores();
-    setup_policies();
+    try {
+      allocate_budgets();
+      make_stores();
+      setup_policies();
+    } catch (const std::bad_alloc&) {
+      fail("kvc::KVCache", "out of memory building {} heads (budget {}, capacity {} tokens per head)",
+           shape_.head_count(), options_.budget, options_.capacity);
+    } catch (const std::length_error&) {
+      fail("kvc::KVCache", "a buffer of {} heads (budget {}, capacity {} tokens per head) exceeds its maximum size",
+           shape_.head_count(), options_.budget, options_.capacity);
+    }
   }
 
   KVCache(const KVCache&) = delete;
@@ -99,37 +109,56 @@ class KVCache {
   // ---- hot path -------------------------------------------------------------------------
 
   // Appends one token of `layer`: k and v are [kv_heads][head_dim], keys already rotated.
-  // Contract: finite values, matching sizes, positions increasing per layer.
-  void append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) noexcept {
+  // Contract: finite values, matching sizes, positions increasing per layer. Allocates only while
+  // a head grows past its reservation; if that allocation fails, returns Status::out_of_memory
+  // and leaves the cache as it was (its contents; a grown reservation may stay).
+  Status append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) noexcept {
+    KVC_CONTRACT(!moved_from(), "append: the cache was moved from");
     KVC_CONTRACT(layer < shape_.layers, "append: layer out of range");
     KVC_CONTRACT(k.size() == shape_.kv_heads * shape_.head_dim, "append: k must hold kv_heads * head_dim floats");
     KVC_CONTRACT(v.size() == k.size(), "append: v must hold kv_heads * head_dim floats");
     KVC_CONTRACT(all_finite(k) && all_finite(v), "append: keys and values must be finite");
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const auto& pos = positions_[index(layer, h)];
+      KVC_CONTRACT(pos.empty() || position > pos.back(), "positions of a head must increase");
       if constexpr (has_lowrank)
         KVC_CONTRACT(lowrank().ready(layer, h),
                      "append: low-rank head has no projection yet; prefill it or calibrate the policy first");
-      write_token(layer, h, position, k.data() + h * shape_.head_dim, v.data() + h * shape_.head_dim);
     }
+    try {
+      grow(layer, 1);
+    } catch (const std::bad_alloc&) {
+      return Status::out_of_memory;
+    } catch (const std::length_error&) {
+      return Status::out_of_memory;
+    } catch (const Error&) {  // a size that overflows size_t: no allocation could serve it
+      return Status::out_of_memory;
+    }
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h)
+      write_token(layer, h, head_size(index(layer, h)) - 1, position, k.subspan(h * shape_.head_dim, shape_.head_dim),
+                  v.subspan(h * shape_.head_dim, shape_.head_dim));
+    return Status::ok;
   }
 
   // Attention of the last n_queries tokens appended to `layer` (causal among themselves):
   // queries and out are [n_queries][query_heads][head_dim].
   void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept {
     const std::size_t stride = shape_.query_heads * shape_.head_dim;
+    KVC_CONTRACT(!moved_from(), "attend: the cache was moved from");
     KVC_CONTRACT(layer < shape_.layers, "attend: layer out of range");
     KVC_CONTRACT(!queries.empty() && queries.size() % stride == 0,
                  "attend: queries must hold n_queries * query_heads * head_dim floats");
     KVC_CONTRACT(out.size() == queries.size(), "attend: out must have the size of queries");
+    KVC_CONTRACT(all_finite(queries), "attend: queries must be finite");
     const std::size_t n_queries = queries.size() / stride;
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
-      KVC_CONTRACT(n_queries <= size(layer, h), "attend: more queries than tokens appended to the head");
+      KVC_CONTRACT(n_queries <= head_size(index(layer, h)), "attend: more queries than tokens appended to the head");
       attend_head(layer, h, queries, out, n_queries);
     }
     if constexpr (has_selection) {
       if (options_.auto_compress)
         for (std::size_t h = 0; h < shape_.kv_heads; ++h)
-          if (size(layer, h) > budget(layer, h) + options_.compress_slack) compress_head(layer, h);
+          if (head_size(index(layer, h)) > budgets_[index(layer, h)] + options_.compress_slack) compress_head(layer, h);
     }
   }
 
@@ -140,6 +169,7 @@ class KVCache {
   void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
                std::span<const float> values) {
     const std::size_t row = shape_.kv_heads * shape_.head_dim;
+    if (moved_from()) fail("KVCache::prefill", "the cache was moved from");
     if (layer >= shape_.layers) fail("KVCache::prefill", "layer {} out of range (layers: {})", layer, shape_.layers);
     if (keys.empty() || keys.size() % row != 0)
       fail("KVCache::prefill", "keys hold {} floats, not a positive multiple of kv_heads * head_dim = {}",
@@ -149,17 +179,32 @@ class KVCache {
     check_finite("KVCache::prefill", "keys", keys);
     check_finite("KVCache::prefill", "values", values);
     const std::size_t n = keys.size() / row;
+    // Positions are int32: the last one, first_position + n - 1, must be one too.
+    if (static_cast<std::int64_t>(first_position) + static_cast<std::int64_t>(n - 1) >
+        std::numeric_limits<std::int32_t>::max())
+      fail("KVCache::prefill", "{} tokens from position {} would pass the largest position {}", n, first_position,
+           std::numeric_limits<std::int32_t>::max());
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
       const auto& pos = positions_[index(layer, h)];
       if (!pos.empty() && first_position <= pos.back())
         fail("KVCache::prefill", "position {} does not follow the last position {} of layer {}", first_position,
              pos.back(), layer);
     }
-    if constexpr (has_lowrank) calibrate_from(layer, keys, values, n);
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::size_t h = 0; h < shape_.kv_heads; ++h)
-        write_token(layer, h, first_position + static_cast<std::int32_t>(t), keys.data() + t * row + h * shape_.head_dim,
-                    values.data() + t * row + h * shape_.head_dim);
+    try {
+      if constexpr (has_lowrank) calibrate_from(layer, keys, values, n);
+      grow(layer, n);
+    } catch (const std::bad_alloc&) {
+      fail("KVCache::prefill", "out of memory appending {} tokens to layer {}", n, layer);
+    } catch (const std::length_error&) {
+      fail("KVCache::prefill", "{} more tokens in layer {} exceed a buffer's maximum size", n, layer);
+    }
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const std::size_t first_row = head_size(index(layer, h)) - n;
+      for (std::size_t t = 0; t < n; ++t)
+        write_token(layer, h, first_row + t, first_position + static_cast<std::int32_t>(t),
+                    keys.subspan(t * row + h * shape_.head_dim, shape_.head_dim),
+                    values.subspan(t * row + h * shape_.head_dim, shape_.head_dim));
+    }
   }
 
   // Evicts every head down to its budget now (auto-compression waits for budget + slack).
@@ -167,30 +212,41 @@ class KVCache {
     for (std::size_t layer = 0; layer < shape_.layers; ++layer) compress(layer);
   }
   void compress(std::size_t layer) {
+    if (moved_from()) fail("KVCache::compress", "the cache was moved from");
     if (layer >= shape_.layers) fail("KVCache::compress", "layer {} out of range (layers: {})", layer, shape_.layers);
     if constexpr (has_selection)
       for (std::size_t h = 0; h < shape_.kv_heads; ++h)
-        if (size(layer, h) > budget(layer, h)) compress_head(layer, h);
+        if (head_size(index(layer, h)) > budgets_[index(layer, h)]) compress_head(layer, h);
   }
 
   // Forgets every token and every policy's per-sequence state; keeps reserved memory.
   void clear() noexcept {
     for (auto& s : stores_) s.resize(0);
     for (auto& p : positions_) p.clear();
-    std::apply([](auto&... p) { (reset_policy(p), ...); }, policies_);
+    for (std::size_t i = 0; i < positions_.size(); ++i) for_each_column(i, [](auto& c) { c.clear(); });
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (requires { p.reset(state_at<slot>()); })
+        p.reset(state_at<slot>());
+      else if constexpr (requires { p.reset(); })
+        p.reset();
+    });
   }
 
   // ---- observation ------------------------------------------------------------------------
+  // Observers of one head check their arguments and throw kvc::Error for a layer or KV head out
+  // of range, or on a moved-from cache: they are called by tools and tests, not per token (the
+  // hot paths use the unchecked head_size()).
 
-  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const noexcept {
-    return positions_[index(layer, kv_head)].size();
+  [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const {
+    return head_size(checked_index("KVCache::size", layer, kv_head));
   }
-  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const noexcept {
-    return positions_[index(layer, kv_head)];
+  [[nodiscard]] std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const {
+    return positions_[checked_index("KVCache::positions", layer, kv_head)];
   }
   // Tokens a head keeps after compression; SIZE_MAX when nothing is evicted.
-  [[nodiscard]] std::size_t budget(std::size_t layer, std::size_t kv_head) const noexcept {
-    return budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[index(layer, kv_head)];
+  [[nodiscard]] std::size_t budget(std::size_t layer, std::size_t kv_head) const {
+    const std::size_t i = checked_index("KVCache::budget", layer, kv_head);
+    return budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[i];
   }
   // Tokens held, summed over every (layer, KV head).
   [[nodiscard]] std::size_t tokens() const noexcept {
@@ -204,15 +260,18 @@ class KVCache {
     std::size_t bytes = 0;
     for (const auto& s : stores_) bytes += s.memory_bytes();
     for (const auto& p : positions_) bytes += p.capacity() * sizeof(std::int32_t);
-    std::apply([&](const auto&... p) { ((bytes += policy_memory(p)), ...); }, policies_);
+    std::apply([&](const auto&... c) { (column_bytes(c, bytes), ...); }, columns_);
+    std::apply([&](const auto&... p) { ((bytes += memory_of(p)), ...); }, policies_);
+    std::apply([&](const auto&... st) { ((bytes += memory_of(st)), ...); }, states_);
     return bytes;
   }
   [[nodiscard]] std::size_t workspace_bytes() const noexcept {
     std::size_t policies = 0;
-    std::apply([&](const auto&... p) { ((policies += policy_workspace(p)), ...); }, policies_);
+    std::apply([&](const auto&... p) { ((policies += workspace_of(p)), ...); }, policies_);
+    std::apply([&](const auto&... st) { ((policies += workspace_of(st)), ...); }, states_);
     return policies + (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
             weights_.capacity() + rows_.capacity()) * sizeof(float) +
-           (keep_.capacity() + evicted_.capacity()) * sizeof(std::uint32_t) +
+           (keep_.capacity() + evicted_.capacity() + scratch_.capacity()) * sizeof(std::uint32_t) +
            segments_.capacity() * sizeof(kernels::Segment);
   }
 
@@ -226,10 +285,8 @@ class KVCache {
   [[nodiscard]] const typename L::config& layout_config() const noexcept { return layout_; }
 
   // Decoded rows of one head (in the stored space), for tests, tools and policies.
-  [[nodiscard]] HeadView view(std::size_t layer, std::size_t kv_head) noexcept {
-    auto& s = stores_[index(layer, kv_head)];
-    return HeadView(layer, kv_head, positions_[index(layer, kv_head)], *table_, key_format_, value_format_, key_dim_,
-                    value_dim_, {&s, &key_address, &value_address});
+  [[nodiscard]] HeadView view(std::size_t layer, std::size_t kv_head) {
+    return head_view(layer, kv_head, checked_index("KVCache::view", layer, kv_head));
   }
 
   template <class P>
@@ -240,8 +297,101 @@ class KVCache {
   [[nodiscard]] const P& get() const noexcept {
     return std::get<P>(policies_);
   }
+  // A policy's per-token column of one head (storage order) and its per-sequence state.
+  template <class P>
+    requires HasColumn<P>
+  [[nodiscard]] std::span<const column_t<P>> column(std::size_t layer, std::size_t kv_head) const {
+    return std::get<slot_of<P>()>(columns_)[checked_index("KVCache::column", layer, kv_head)];
+  }
+  template <class P>
+    requires HasState<P>
+  [[nodiscard]] const state_t<P>& state() const noexcept {
+    return std::get<slot_of<P>()>(states_);
+  }
 
  private:
+  template <class P>
+  static consteval std::size_t slot_of() {
+    constexpr bool matches[] = {std::is_same_v<P, Policy>..., false};
+    std::size_t i = 0;
+    while (i < sizeof...(Policy) && !matches[i]) ++i;
+    return i;
+  }
+  template <std::size_t Slot>
+  using policy_at = std::tuple_element_t<Slot, std::tuple<Policy...>>;
+  template <std::size_t Slot>
+  auto& state_at() noexcept {
+    return std::get<Slot>(states_);
+  }
+
+  // Calls f(policy, slot) for each policy in family order: budget, selection, merging,
+  // quantization, low rank. Every hook goes through here, so the order is one fact.
+  template <class F>
+  void for_each_policy(F&& f) {
+    visit_family<family::budget>(f);
+    visit_family<family::selection>(f);
+    visit_family<family::merging>(f);
+    visit_family<family::quantization>(f);
+    visit_family<family::lowrank>(f);
+  }
+  template <class Family, class F>
+  void visit_family(F& f) {
+    constexpr std::size_t slot = detail::family_index<Family, Policy...>();
+    if constexpr (slot < sizeof...(Policy)) f(std::get<slot>(policies_), std::integral_constant<std::size_t, slot>{});
+  }
+
+  // The view of head i that a hook of the policy in `Slot` receives.
+  template <std::size_t Slot>
+  HeadRef<policy_at<Slot>> ref(std::size_t layer, std::size_t h, std::size_t i, HeadView* rows) noexcept {
+    using P = policy_at<Slot>;
+    std::span<column_t<P>> column;
+    if constexpr (HasColumn<P>) column = std::get<Slot>(columns_)[i];
+    const std::size_t budget = budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[i];
+    return HeadRef<P>(HeadInfo{layer, h, positions_[i], budget}, column,
+                      std::span<std::uint32_t>(scratch_.data(), std::min(scratch_.size(), positions_[i].size())),
+                      &std::get<Slot>(states_), rows);
+  }
+
+  // Calls f(vector) on head i's column of every policy that keeps one.
+  template <class F>
+  void for_each_column(std::size_t i, F&& f) {
+    std::apply([&](auto&... c) { (visit_column(c, i, f), ...); }, columns_);
+  }
+  template <class C, class F>
+  static void visit_column(C& columns, std::size_t i, F& f) {
+    if constexpr (!std::is_same_v<C, NoColumn>) f(columns[i]);
+  }
+  template <class C>
+  static void column_bytes(const C& columns, std::size_t& bytes) noexcept {
+    if constexpr (!std::is_same_v<C, NoColumn>)
+      for (const auto& c : columns) bytes += c.capacity() * sizeof(typename C::value_type::value_type);
+  }
+  template <class T>
+  static std::size_t memory_of(const T& t) noexcept {
+    if constexpr (ReportsMemory<T>) return t.memory_bytes();
+    return 0;
+  }
+  template <class T>
+  static std::size_t workspace_of(const T& t) noexcept {
+    if constexpr (ReportsWorkspace<T>) return t.workspace_bytes();
+    return 0;
+  }
+
+  [[nodiscard]] bool moved_from() const noexcept { return stores_.empty(); }
+  [[nodiscard]] std::size_t checked_index(const char* where, std::size_t layer, std::size_t kv_head) const {
+    if (moved_from()) fail(where, "the cache was moved from");
+    if (layer >= shape_.layers || kv_head >= shape_.kv_heads)
+      fail(where, "layer {} KV head {} out of range (layers: {}, kv_heads: {})", layer, kv_head, shape_.layers,
+           shape_.kv_heads);
+    return index(layer, kv_head);
+  }
+  [[nodiscard]] std::size_t head_size(std::size_t i) const noexcept { return positions_[i].size(); }
+  [[nodiscard]] HeadView head_view(std::size_t layer, std::size_t kv_head, std::size_t i) noexcept {
+    auto& s = stores_[i];
+    return HeadView(layer, kv_head, positions_[i], *table_, key_format_, value_format_, key_dim_, value_dim_,
+                    {&s, &key_address, &value_address});
+  }
+
   // ---- construction ------------------------------------------------------------------------
 
   void validate_options() const {
@@ -251,6 +401,14 @@ class KVCache {
            "quantization policy", kernels::dtype_name(options_.dtype));
     if (!std::isfinite(options_.scale) || options_.scale < 0.0f)
       fail("kvc::Options", "scale {} must be finite and >= 0 (0 means 1/sqrt(head_dim))", options_.scale);
+    // Positions are int32 and increase, so no head ever holds more tokens than this; larger
+    // values are typos, and their sums (budget + slack + 1) must not wrap.
+    constexpr auto most = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
+    for (auto [value, what] : {std::pair{options_.budget, "budget"}, std::pair{options_.capacity, "capacity"},
+                               std::pair{options_.compress_slack, "compress_slack"}})
+      if (value > most)
+        fail("kvc::Options", "{} {} exceeds {} tokens, the most a head can hold (positions are int32)", what, value,
+             most);
     if (options_.capacity > 0 && options_.budget > options_.capacity)
       fail("kvc::Options", "budget {} exceeds capacity {}", options_.budget, options_.capacity);
     if constexpr (has_selection) {
@@ -309,32 +467,26 @@ class KVCache {
                  options_.capacity > 0 ? options_.capacity : std::numeric_limits<std::size_t>::max());
           total += b;
         }
-        if (total > options_.budget * shape_.head_count())
-          fail("kvc::KVCache", "budget policy handed out {} tokens, more than budget * heads = {}", total,
-               options_.budget * shape_.head_count());
+        const std::size_t allowed = checked_mul(options_.budget, shape_.head_count(), "kvc::KVCache", "budget * heads");
+        if (total > allowed)
+          fail("kvc::KVCache", "budget policy handed out {} tokens, more than budget * heads = {}", total, allowed);
       }
     }
   }
 
   void make_stores() {
     const RowGeometry geometry{kernels::row_bytes(key_format_, key_dim_), kernels::row_bytes(value_format_, value_dim_)};
-    if constexpr (std::is_same_v<L, PagedLayout>) {
-      if (layout_.block_tokens == 0) fail("kvc::PagedLayout", "block_tokens must be > 0");
-      const std::size_t block_bytes = layout_.block_tokens * (geometry.key_bytes + geometry.value_bytes);
-      if (!layout_.pool)
-        layout_.pool = std::make_shared<BlockPool>(block_bytes);
-      else if (layout_.pool->block_bytes() != block_bytes)
-        fail("kvc::PagedLayout", "shared pool has {}-byte blocks but this cache needs {} ({} tokens x {} bytes)",
-             layout_.pool->block_bytes(), block_bytes, layout_.block_tokens, geometry.key_bytes + geometry.value_bytes);
-    }
+    L::prepare(layout_, geometry);
     stores_.reserve(shape_.head_count());
     positions_.resize(shape_.head_count());
+    std::apply([&](auto&... c) { (size_columns(c), ...); }, columns_);
     std::size_t most_rows = 0;
     for (std::size_t i = 0; i < shape_.head_count(); ++i) {
       stores_.emplace_back(geometry, layout_);
       const std::size_t rows = initial_rows(i);
       stores_.back().reserve(rows);
       positions_[i].reserve(rows);
+      for_each_column(i, [&](auto& c) { c.reserve(rows); });
       most_rows = std::max(most_rows, rows);
     }
     ensure_workspace(std::max<std::size_t>(most_rows, 1));
@@ -348,28 +500,19 @@ class KVCache {
     return options_.capacity > 0 ? std::min(steady, options_.capacity + 1) : steady;
   }
 
-  void setup_policies() {
-    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_, options_.compress_slack};
-    std::apply([&](auto&... p) { (setup_policy(p, setup), ...); }, policies_);
+  template <class C>
+  void size_columns(C& columns) {
+    if constexpr (!std::is_same_v<C, NoColumn>) columns.resize(shape_.head_count());
   }
 
-  template <class P>
-  static void setup_policy(P& p, const PolicySetup& setup) {
-    if constexpr (Configurable<P>) p.setup(setup);
-  }
-  template <class P>
-  static void reset_policy(P& p) noexcept {
-    if constexpr (Resettable<P>) p.reset();
-  }
-  template <class P>
-  static std::size_t policy_workspace(const P& p) noexcept {
-    if constexpr (ReportsWorkspace<P>) return p.workspace_bytes();
-    return 0;
-  }
-  template <class P>
-  static std::size_t policy_memory(const P& p) noexcept {
-    if constexpr (ReportsMemory<P>) return p.memory_bytes();
-    return 0;
+  void setup_policies() {
+    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_, options_.compress_slack};
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (requires { p.setup(setup, state_at<slot>()); })
+        p.setup(setup, state_at<slot>());
+      else if constexpr (requires { p.setup(setup); })
+        p.setup(setup);
+    });
   }
 
   // ---- per-head work -----------------------------------------------------------------------
@@ -378,15 +521,50 @@ class KVCache {
     return shape_.head_index(layer, kv_head);
   }
 
-  void write_token(std::size_t layer, std::size_t h, std::int32_t position, const float* k, const float* v) noexcept {
+  // Makes room for `count` more tokens in every head of `layer`: rows, positions and scratch, the
+  // new rows not yet written. Strong guarantee: if an allocation fails, every head is back at its
+  // size (blocks taken from a pool are returned) and the exception propagates.
+  void grow(std::size_t layer, std::size_t count) {
+    std::size_t grown = 0, most = 0;
+    try {
+      for (; grown < shape_.kv_heads; ++grown) {
+        const std::size_t i = index(layer, grown);
+        auto& pos = positions_[i];
+        const std::size_t total = checked_add(pos.size(), count, "kvc::KVCache", "tokens of a head");
+        const auto make_room = [&](auto& v) {
+          if (total > v.capacity()) v.reserve(std::max(total, v.capacity() + v.capacity() / 2));
+        };
+        make_room(pos);
+        for_each_column(i, make_room);
+        stores_[i].resize(total);
+        // Within the reservations: cannot fail. New column entries are value-initialized.
+        pos.resize(total);
+        for_each_column(i, [&](auto& c) { c.resize(total); });
+        most = std::max(most, total);
+      }
+      ensure_workspace(most);
+    } catch (...) {
+      for (std::size_t h = 0; h <= grown && h < shape_.kv_heads; ++h) {
+        const std::size_t i = index(layer, h);
+        if (h < grown) {
+          positions_[i].resize(positions_[i].size() - count);
+          for_each_column(i, [&](auto& c) { c.resize(c.size() - count); });
+        }
+        stores_[i].resize(positions_[i].size());  // shrinking frees, never allocates
+      }
+      throw;
+    }
+  }
+
+  // Writes row `row` of head h (made by grow()), then runs the on_append hooks: hot path, no
+  // allocation.
+  void write_token(std::size_t layer, std::size_t h, std::size_t row, std::int32_t position,
+                   std::span<const float> key, std::span<const float> value) noexcept {
     const std::size_t i = index(layer, h);
     auto& s = stores_[i];
-    auto& pos = positions_[i];
-    KVC_CONTRACT(pos.empty() || position > pos.back(), "positions of a head must increase");
-    const std::size_t n = s.size();
-    s.resize(n + 1);
-    pos.push_back(position);
-    ensure_workspace(n + 1);
+    positions_[i][row] = position;
+    const float* k = key.data();
+    const float* v = value.data();
     if constexpr (has_lowrank) {
       float* key_rank = rows_.data();
       float* value_rank = rows_.data() + kMaxStoredDim;
@@ -395,8 +573,14 @@ class KVCache {
       k = key_rank;
       v = value_rank;
     }
-    table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(n), 0);
-    table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(n), 0);
+    table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(row), 0);
+    table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(row), 0);
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (AppendHook<policy_at<slot>>) {
+        HeadView rows = head_view(layer, h, i);
+        p.on_append(ref<slot>(layer, h, i, &rows), row, key, value);
+      }
+    });
   }
 
   void attend_head(std::size_t layer, std::size_t h, std::span<const float> queries, std::span<float> out,
@@ -451,7 +635,16 @@ class KVCache {
         else
           std::copy_n(acc, hd, o + g * hd);
       }
-      if constexpr (observes_attention) selection().observe(layer, h, combined_weights(args.rows));
+      if constexpr (observes_attention) {
+        const std::span<const float> weights = combined_weights(args.rows);
+        const std::size_t i = index(layer, h);
+        for_each_policy([&](auto& p, auto slot) {
+          if constexpr (AttendHook<policy_at<slot>>) {
+            HeadView rows = head_view(layer, h, i);
+            p.on_attend(ref<slot>(layer, h, i, &rows), weights);
+          }
+        });
+      }
     }
   }
 
@@ -477,7 +670,9 @@ class KVCache {
     const std::size_t n = pos.size();
     const std::size_t b = budgets_[i];
     const std::span<std::uint32_t> keep(keep_.data(), b);
-    const std::size_t kept = selection().select(SelectionContext{layer, h, pos, b}, keep);
+    HeadView rows = head_view(layer, h, i);
+    const std::size_t kept =
+        selection().select(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows), keep);
     KVC_CONTRACT(kept <= b, "selection policy kept more tokens than the budget");
     for (std::size_t j = 0; j < kept; ++j)
       KVC_CONTRACT(keep[j] < n && (j == 0 || keep[j] > keep[j - 1]),
@@ -491,10 +686,12 @@ class KVCache {
         else
           evicted_[e++] = static_cast<std::uint32_t>(t);
       }
-      HeadView head = view(layer, h);
-      merging().merge(head, kept_span, std::span<const std::uint32_t>(evicted_.data(), e));
+      merging().merge(ref<detail::family_index<family::merging, Policy...>()>(layer, h, i, &rows), kept_span,
+                      std::span<const std::uint32_t>(evicted_.data(), e));
     }
-    std::apply([&](auto&... p) { (notify_compact(p, layer, h, kept_span), ...); }, policies_);
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (CompactHook<policy_at<slot>>) p.on_compact(ref<slot>(layer, h, i, &rows), kept_span);
+    });
     const std::size_t key_bytes = kernels::row_bytes(key_format_, key_dim_);
     const std::size_t value_bytes = kernels::row_bytes(value_format_, value_dim_);
     for (std::size_t j = 0; j < kept; ++j) {
@@ -503,22 +700,30 @@ class KVCache {
       std::memcpy(s.value(j), s.value(keep[j]), value_bytes);
       pos[j] = pos[keep[j]];
     }
+    for_each_column(i, [&](auto& c) {
+      for (std::size_t j = 0; j < kept; ++j) c[j] = c[keep[j]];
+      c.resize(kept);
+    });
     s.resize(kept);
     pos.resize(kept);
     // Give memory back once; a head at its steady state keeps its reservation and never reallocates.
+    // Best effort: compression runs inside attend (noexcept), and a head that cannot get a
+    // smaller buffer keeps its larger one.
     const std::size_t steady = b + options_.compress_slack + 1;
-    s.fit(steady);
-    if (pos.capacity() > 2 * steady) {
-      std::vector<std::int32_t> smaller;
-      smaller.reserve(steady);
-      smaller.assign(pos.begin(), pos.end());
-      pos.swap(smaller);
+    try {
+      s.fit(steady);
+      const auto shrink = [&](auto& v) {
+        if (v.capacity() > 2 * steady) {
+          std::remove_reference_t<decltype(v)> smaller;
+          smaller.reserve(steady);
+          smaller.assign(v.begin(), v.end());
+          v.swap(smaller);
+        }
+      };
+      shrink(pos);
+      for_each_column(i, shrink);
+    } catch (const std::bad_alloc&) {
     }
-  }
-
-  template <class P>
-  static void notify_compact(P& p, std::size_t layer, std::size_t h, std::span<const std::uint32_t> kept) noexcept {
-    if constexpr (CompactionAware<P>) p.on_compact(layer, h, kept);
   }
 
   void calibrate_from(std::size_t layer, std::span<const float> keys, std::span<const float> values, std::size_t n)
@@ -552,6 +757,7 @@ class KVCache {
       weights_.resize(grown);
     }
     if constexpr (has_merging) evicted_.resize(grown);
+    if constexpr (has_selection) scratch_.resize(grown);
     std::size_t most_segments = 0;
     for (const auto& s : stores_) most_segments = std::max(most_segments, s.max_segments(grown));
     segments_.resize(std::max<std::size_t>(most_segments, 1));
@@ -598,12 +804,15 @@ class KVCache {
   std::vector<std::size_t> budgets_;
   std::vector<store_type> stores_;
   std::vector<std::vector<std::int32_t>> positions_;
+  // Per-token columns ([head][token]) and per-sequence states of the policies, by policy slot.
+  std::tuple<std::conditional_t<HasColumn<Policy>, std::vector<std::vector<column_t<Policy>>>, NoColumn>...> columns_;
+  std::tuple<state_t<Policy>...> states_;
 
   // Workspace, sized for the largest head so far.
   std::size_t workspace_rows_ = 0;
   std::size_t logits_stride_ = 0;
   std::vector<float> queries_, acc_, max_, sum_, logits_, weights_, rows_;
-  std::vector<std::uint32_t> keep_, evicted_;
+  std::vector<std::uint32_t> keep_, evicted_, scratch_;
   std::vector<kernels::Segment> segments_;
 };
 

@@ -3,9 +3,11 @@
 // `block_tokens` key rows followed by as many value rows. A head only holds the blocks its
 // tokens need: compression returns the surplus blocks to the pool at once.
 #include "kvc/core/block_pool.hpp"
+#include "kvc/core/checked.hpp"
 #include "kvc/core/row_geometry.hpp"
 #include "kvc/kernels/table.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -19,6 +21,18 @@ struct PagedLayout {
     // block size must equal block_tokens * (key row bytes + value row bytes).
     std::shared_ptr<BlockPool> pool;
   };
+
+  // Checks the configuration against the cache's rows and makes the pool if none is shared.
+  static void prepare(config& c, RowGeometry geometry) {
+    if (c.block_tokens == 0) fail("kvc::PagedLayout", "block_tokens must be > 0");
+    const std::size_t block_bytes = checked_mul(c.block_tokens, geometry.key_bytes + geometry.value_bytes,
+                                                "kvc::PagedLayout", "block bytes (block_tokens * row bytes)");
+    if (!c.pool)
+      c.pool = std::make_shared<BlockPool>(block_bytes);
+    else if (c.pool->block_bytes() != block_bytes)
+      fail("kvc::PagedLayout", "shared pool has {}-byte blocks but this cache needs {} ({} tokens x {} bytes)",
+           c.pool->block_bytes(), block_bytes, c.block_tokens, geometry.key_bytes + geometry.value_bytes);
+  }
 
   class store {
    public:
@@ -48,9 +62,13 @@ struct PagedLayout {
     [[nodiscard]] const std::byte* key(std::size_t i) const noexcept { return const_cast<store*>(this)->key(i); }
     [[nodiscard]] const std::byte* value(std::size_t i) const noexcept { return const_cast<store*>(this)->value(i); }
 
-    // Takes blocks from the pool or returns them, so the head holds ceil(n / block_tokens).
+    // Takes blocks from the pool or returns them, so the head holds ceil(n / block_tokens). If
+    // the pool cannot allocate, the head keeps the blocks it got and its size (resize to size()
+    // returns them).
     void resize(std::size_t n) {
-      const std::size_t need = (n + block_tokens_ - 1) / block_tokens_;
+      const std::size_t need = n / block_tokens_ + (n % block_tokens_ != 0);
+      // The table grows first: a block acquired and then lost to a failed push_back would leak.
+      if (need > blocks_.capacity()) blocks_.reserve(std::max(need, 2 * blocks_.capacity()));
       while (blocks_.size() < need) blocks_.push_back(pool_->acquire());
       while (blocks_.size() > need) {
         pool_->release(blocks_.back());

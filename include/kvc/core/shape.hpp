@@ -1,4 +1,5 @@
 #pragma once
+#include "kvc/core/checked.hpp"
 #include "kvc/core/error.hpp"
 
 #include <cstddef>
@@ -29,6 +30,11 @@ struct Shape {
       fail("kvc::Shape", "query_heads ({}) must be a multiple of kv_heads ({})", query_heads, kv_heads);
     if (kv_heads > query_heads)
       fail("kvc::Shape", "kv_heads ({}) must not exceed query_heads ({})", kv_heads, query_heads);
+    // Every size the cache derives from a shape is a product of these; a wrapped product would
+    // build a cache with too few heads or too short rows.
+    (void)checked_mul(layers, kv_heads, "kvc::Shape", "layers * kv_heads");
+    (void)checked_mul(layers, checked_mul(query_heads, head_dim, "kvc::Shape", "query_heads * head_dim"),
+                      "kvc::Shape", "layers * query_heads * head_dim");
   }
 
   friend constexpr bool operator==(const Shape&, const Shape&) = default;

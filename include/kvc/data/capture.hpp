@@ -26,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -183,8 +184,18 @@ inline KvCapture load_capture(const std::filesystem::path& path) {
   const auto n = detail::get<std::uint64_t>(header + 32);
   if (n == 0) fail(where, "header says the capture holds 0 tokens");
   const auto first = detail::get<std::int32_t>(header + 40);
+  // Positions are int32 in the cache: the last token's, first + n - 1, must be one too.
+  if (n - 1 > static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max() - std::int64_t{first}))
+    fail(where, "{} tokens from position {} would pass the largest position {}", n, first,
+         std::numeric_limits<std::int32_t>::max());
   const auto flags = detail::get<std::uint32_t>(header + 44);
   if ((flags & ~capture_flag_rotated) != 0) fail(where, "unknown flags {:#x} in header", flags);
+  // Reserved bytes are zero in version 1, so a later version can give them a meaning that an old
+  // reader refuses rather than misreads.
+  for (std::uint32_t i = 48; i < capture_header_bytes; ++i)
+    if (header[i] != 0)
+      fail(where, "reserved header byte {} is {:#x}, not 0 (a newer format version?)", i,
+           static_cast<unsigned char>(header[i]));
   // Checked in long double so an absurd header cannot overflow the comparison.
   const long double expected = (long double)capture_header_bytes +
       4.0L * shape.layers * (long double)n * (2.0L * shape.kv_heads + shape.query_heads) * shape.head_dim;

@@ -44,7 +44,7 @@
 #include "kvc/concepts/merging.hpp"
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/error.hpp"
-#include "kvc/core/head_view.hpp"
+#include "kvc/core/head_ref.hpp"
 #include "kvc/core/shape.hpp"
 
 #include <algorithm>
@@ -59,29 +59,32 @@
 
 namespace kvc::merge {
 
-namespace detail {
-// D2O's per-sequence state (tau per head) and its scratch.
-struct D2OState {
-  Shape shape{};
-  std::vector<float> tau;  // per (layer, KV head); NaN until the head's first compression
-  std::size_t max_budget = 0, key_dim = 0, value_dim = 0;
-  std::vector<float> kept_keys, inv_norm, acc_keys, acc_values, weight, key, value;
-  // Nearest kept token of each evicted one, found once for both the threshold and the merge.
-  std::vector<std::uint32_t> match_index;
-  std::vector<float> match_similarity;
-};
-}  // namespace detail
-
 struct D2O {
   using family = kvc::family::merging;
+
+  // Per-sequence state (tau per head) and scratch, held by the cache (KVCache::state<D2O>()).
+  struct state {
+    Shape shape{};
+    std::vector<float> tau;  // per (layer, KV head); NaN until the head's first compression
+    std::size_t max_budget = 0, key_dim = 0, value_dim = 0;
+    std::vector<float> kept_keys, inv_norm, acc_keys, acc_values, weight, key, value;
+    // Nearest kept token of each evicted one, found once for both the threshold and the merge.
+    std::vector<std::uint32_t> match_index;
+    std::vector<float> match_similarity;
+
+    [[nodiscard]] std::size_t memory_bytes() const noexcept { return tau.capacity() * sizeof(float); }
+    [[nodiscard]] std::size_t workspace_bytes() const noexcept {
+      return (kept_keys.capacity() + inv_norm.capacity() + acc_keys.capacity() + acc_values.capacity() +
+              weight.capacity() + key.capacity() + value.capacity() + match_similarity.capacity()) *
+                 sizeof(float) +
+             match_index.capacity() * sizeof(std::uint32_t);
+    }
+  };
 
   // EMA momentum of the threshold, in [0, 1): tau <- ema * tau + (1 - ema) * mean similarity.
   float ema = 0.5f;
   // A fixed cosine-similarity threshold in [-1, 1] instead of the EMA.
   std::optional<float> threshold = std::nullopt;
-
-  // Per-sequence state and scratch, managed by the cache. Not a parameter.
-  detail::D2OState state{};
 
   void validate() const {
     if (!(ema >= 0.0f && ema < 1.0f)) fail("kvc::merge::D2O", "ema = {} must be in [0, 1)", ema);
@@ -89,11 +92,10 @@ struct D2O {
       fail("kvc::merge::D2O", "threshold = {} must be a cosine similarity in [-1, 1]", *threshold);
   }
 
-  void setup(const PolicySetup& setup) {
+  void setup(const PolicySetup& setup, state& s) const {
     validate();
     if (setup.budgets.empty())
       fail("kvc::merge::D2O", "needs per-head budgets (a bounded cache with a selection policy)");
-    auto& s = state;
     s.max_budget = *std::max_element(setup.budgets.begin(), setup.budgets.end());
     s.key_dim = setup.key_dim;
     s.value_dim = setup.value_dim;
@@ -110,8 +112,9 @@ struct D2O {
     s.shape = setup.shape;
   }
 
-  void merge(HeadView& head, std::span<const std::uint32_t> keep, std::span<const std::uint32_t> evicted) noexcept {
-    auto& s = state;
+  void merge(const HeadRef<D2O>& head, std::span<const std::uint32_t> keep,
+             std::span<const std::uint32_t> evicted) const noexcept {
+    state& s = head.state();
     KVC_CONTRACT(keep.size() <= s.max_budget, "D2O::merge: more kept tokens than the largest budget seen in setup()");
     KVC_CONTRACT(head.key_dim() == s.key_dim && head.value_dim() == s.value_dim, "D2O::merge: row dims changed");
     if (keep.empty() || evicted.empty()) return;
@@ -128,7 +131,7 @@ struct D2O {
     s.match_similarity.resize(evicted.size());
     double total = 0.0;
     for (std::size_t i = 0; i < evicted.size(); ++i) {
-      const Match m = nearest(head, evicted[i], keep.size());
+      const Match m = nearest(head, s, evicted[i], keep.size());
       s.match_index[i] = static_cast<std::uint32_t>(m.index);
       s.match_similarity[i] = m.similarity;
       total += m.similarity;
@@ -177,20 +180,11 @@ struct D2O {
     }
   }
 
-  void reset() noexcept { std::fill(state.tau.begin(), state.tau.end(), std::numeric_limits<float>::quiet_NaN()); }
+  void reset(state& s) const noexcept { std::fill(s.tau.begin(), s.tau.end(), std::numeric_limits<float>::quiet_NaN()); }
 
   // The current threshold of a head (NaN before its first compression under the EMA).
-  [[nodiscard]] float current_threshold(std::size_t layer, std::size_t kv_head) const noexcept {
-    return threshold ? *threshold : state.tau[state.shape.head_index(layer, kv_head)];
-  }
-
-  [[nodiscard]] std::size_t memory_bytes() const noexcept { return state.tau.capacity() * sizeof(float); }
-  [[nodiscard]] std::size_t workspace_bytes() const noexcept {
-    const auto& s = state;
-    return (s.kept_keys.capacity() + s.inv_norm.capacity() + s.acc_keys.capacity() + s.acc_values.capacity() +
-            s.weight.capacity() + s.key.capacity() + s.value.capacity() + s.match_similarity.capacity()) *
-               sizeof(float) +
-           s.match_index.capacity() * sizeof(std::uint32_t);
+  [[nodiscard]] float current_threshold(const state& s, std::size_t layer, std::size_t kv_head) const noexcept {
+    return threshold ? *threshold : s.tau[s.shape.head_index(layer, kv_head)];
   }
 
  private:
@@ -218,8 +212,7 @@ struct D2O {
   }
 
   // Nearest kept token of evicted token `e` by key cosine similarity (first one on ties).
-  Match nearest(const HeadView& head, std::uint32_t e, std::size_t kept) noexcept {
-    auto& s = state;
+  static Match nearest(const HeadRef<D2O>& head, state& s, std::uint32_t e, std::size_t kept) noexcept {
     const std::size_t kd = s.key_dim;
     head.load_key(e, {s.key.data(), kd});
     const float inv_e = inverse_norm(s.key.data(), kd);

@@ -21,18 +21,15 @@
 // hitters and recent tokens (20% cache = 10% heavy + 10% recent; the reference scripts pass
 // --heavy_ratio 0.1 --recent_ratio 0.1).
 //
-// State and cost: one float per cached token per (layer, KV head), reserved in setup() for the
-// head's steady state (budget + compress_slack + 1 tokens, or the capacity if larger). observe()
-// is O(visible tokens) and allocation-free while a head stays within that reservation; a head
-// that grows past it (a long prefill, auto_compress off) grows its score array like the
-// container grows its rows: amortized, during warm-up. select() is O(n): nth_element over a
-// scratch array of one key per token, reserved with the scores. on_compact() gathers the scores
-// of the survivors.
+// State and cost: one float per cached token per (layer, KV head), the accumulated score, kept by
+// the cache as the policy's column (reserved, compacted, cleared and counted with the tokens).
+// on_attend() is O(visible tokens) and allocation-free. select() is O(n): nth_element over the
+// cache's per-head scratch, one key per older token.
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
+#include "kvc/core/head_ref.hpp"
 #include "kvc/core/error.hpp"
-#include "kvc/core/shape.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -40,72 +37,47 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
-#include <vector>
 
 namespace kvc::select {
 
-namespace detail {
-// H2O's per-sequence state: accumulated attention per token of each (layer, KV head).
-struct H2OState {
-  Shape shape{};
-  std::vector<std::vector<float>> scores;
-  std::vector<std::uint32_t> keys;  // select()'s scratch: one key per older token
-};
-}  // namespace detail
-
 struct H2O {
   using family = kvc::family::selection;
+  // Accumulated attention of each token, storage order; 0 until a query has seen the token.
+  using column = float;
 
   // Share of each head's budget given to the most recent tokens; the rest goes to the heavy
   // hitters. In [0, 1].
   double recent_fraction = 0.5;
 
-  // Per-sequence state, owned by the policy and managed by the cache through setup(), observe(),
-  // on_compact() and reset(). Not a parameter: leave it out of the initializer.
-  detail::H2OState state{};
-
   void validate() const {
     if (!(recent_fraction >= 0.0 && recent_fraction <= 1.0))
       fail("kvc::select::H2O", "recent_fraction = {} must be in [0, 1]", recent_fraction);
   }
-
-  void setup(const PolicySetup& setup) {
-    validate();
-    state.shape = setup.shape;
-    state.scores.assign(setup.shape.head_count(), {});
-    std::size_t largest = 0;
-    for (std::size_t i = 0; i < state.scores.size(); ++i) {
-      const std::size_t b = setup.budgets.empty() ? 0 : setup.budgets[i];
-      state.scores[i].reserve(std::max(b + setup.compress_slack + 1, setup.capacity + 1));
-      largest = std::max(largest, state.scores[i].capacity());
-    }
-    state.keys.reserve(largest);
-  }
+  void setup(const PolicySetup&) const { validate(); }
 
   // Tokens beyond the end of `weights` (appended after this query) are not touched.
-  void observe(std::size_t layer, std::size_t kv_head, std::span<const float> weights) noexcept {
-    auto& s = state.scores[state.shape.head_index(layer, kv_head)];
-    if (s.size() < weights.size()) s.resize(weights.size(), 0.0f);
-    for (std::size_t i = 0; i < weights.size(); ++i) s[i] += weights[i];
+  void on_attend(const HeadRef<H2O>& head, std::span<const float> weights) const noexcept {
+    const std::span<float> scores = head.column();
+    for (std::size_t i = 0; i < weights.size(); ++i) scores[i] += weights[i];
   }
 
   // Linear time: the heavy-th largest score among the older tokens is found with nth_element
   // over order-preserving integer keys, then one pass in storage order keeps the tokens above
   // it and, of those equal to it, the most recent ones. (A heap of the heavy hitters, n log
   // budget, took 60 us for a head of 1K tokens: half of a decode step at slack 0.)
-  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) noexcept {
-    const std::size_t n = c.positions.size();
-    const std::size_t recent = recent_tokens(c.budget);
+  std::size_t select(const HeadRef<H2O>& head, std::span<std::uint32_t> keep) const noexcept {
+    const std::size_t n = head.size();
+    const std::size_t budget = head.budget();
+    const std::size_t recent = recent_tokens(budget);
     const std::size_t older = n > recent ? n - recent : 0;
-    const std::size_t heavy = std::min(c.budget - recent, older);
-    const std::span<const float> s = scores(c.layer, c.kv_head);
-    const auto key = [&](std::size_t i) noexcept { return order_key(i < s.size() ? s[i] : 0.0f); };
+    const std::size_t heavy = std::min(budget - recent, older);
+    const std::span<const float> scores = head.column();
+    const auto key = [&](std::size_t i) noexcept { return order_key(scores[i]); };
     std::size_t held = 0;
     if (heavy == older) {
       for (std::size_t i = 0; i < older; ++i) keep[held++] = static_cast<std::uint32_t>(i);
     } else if (heavy > 0) {
-      auto& k = state.keys;
-      k.resize(older);  // within setup()'s reservation at the steady state
+      const std::span<std::uint32_t> k = head.scratch().first(older);
       for (std::size_t i = 0; i < older; ++i) k[i] = key(i);
       const auto nth = k.begin() + static_cast<std::ptrdiff_t>(older - heavy);
       std::nth_element(k.begin(), nth, k.end());
@@ -123,28 +95,6 @@ struct H2O {
     }
     for (std::size_t i = older; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
     return held;
-  }
-  void on_compact(std::size_t layer, std::size_t kv_head, std::span<const std::uint32_t> kept) noexcept {
-    auto& s = state.scores[state.shape.head_index(layer, kv_head)];
-    const std::size_t old = s.size();
-    for (std::size_t j = 0; j < kept.size() && j < old; ++j) s[j] = kept[j] < old ? s[kept[j]] : 0.0f;
-    s.resize(std::min(old, kept.size()));
-  }
-
-  void reset() noexcept {
-    for (auto& s : state.scores) s.clear();
-  }
-
-  [[nodiscard]] std::size_t memory_bytes() const noexcept {
-    std::size_t bytes = state.scores.capacity() * sizeof(std::vector<float>) + state.keys.capacity() * sizeof(std::uint32_t);
-    for (const auto& s : state.scores) bytes += s.capacity() * sizeof(float);
-    return bytes;
-  }
-
-  // Accumulated attention of a head's tokens, storage order. Tokens appended after the last
-  // observed query have no entry yet (their score is 0).
-  [[nodiscard]] std::span<const float> scores(std::size_t layer, std::size_t kv_head) const noexcept {
-    return state.scores[state.shape.head_index(layer, kv_head)];
   }
 
   // Tokens kept by recency out of a budget: round(budget * recent_fraction), halves away from 0.

@@ -22,6 +22,7 @@
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
+#include "kvc/core/head_ref.hpp"
 #include "kvc/core/error.hpp"
 
 #include <cstddef>
@@ -44,9 +45,9 @@ struct StreamingLLM {
              sinks, setup.budgets[i], i / setup.shape.kv_heads, i % setup.shape.kv_heads);
   }
 
-  std::size_t select(const SelectionContext& c, std::span<std::uint32_t> keep) const noexcept {
-    const std::size_t n = c.positions.size();
-    const std::size_t b = c.budget;
+  std::size_t select(const HeadRef<StreamingLLM>& head, std::span<std::uint32_t> keep) const noexcept {
+    const std::size_t n = head.size();
+    const std::size_t b = head.budget();
     std::size_t out = 0;
     for (std::size_t i = 0; i < sinks && i < b; ++i) keep[out++] = static_cast<std::uint32_t>(i);
     const std::size_t window = b - out;
