@@ -47,7 +47,7 @@ std::vector<float> decode(Cache& cache, std::uint32_t seq) {
 std::vector<std::unique_ptr<Cache>> make_caches(std::size_t n) {
   std::vector<std::unique_ptr<Cache>> caches;
   const Options options{.budget = 48};
-  caches.push_back(std::make_unique<Cache>(shape, options, PagedLayout::config{.block_tokens = 8},
+  caches.push_back(std::make_unique<Cache>(shape, options, PagedLayout::config{.block_tokens = 8, .pool = nullptr},
                                            select::H2O{}, quant::PerToken{.bits = 8, .group = 32}));
   const auto pool = caches.front()->layout_config().pool;
   for (std::size_t i = 1; i < n; ++i)
