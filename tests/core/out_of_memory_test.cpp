@@ -95,6 +95,12 @@ TEST(OutOfMemory, AppendReportsAStatusAndChangesNothing) {
   KVCache<PagedLayout, KeepRecent> paged(s, {.budget = 6}, {4, nullptr}),
       paged_reference(s, {.budget = 6}, {4, nullptr});
   append_under_faults(paged, paged_reference, 40);
+  // Policy columns grow with the rows, all or nothing.
+  KVCache<PagedLayout, select::H2O> h2o(s, {.budget = 6}, {4, nullptr}), h2o_reference(s, {.budget = 6}, {4, nullptr});
+  append_under_faults(h2o, h2o_reference, 40);
+  KVCache<ContiguousLayout, select::KNorm> knorm(s, {.budget = 5, .auto_compress = false}),
+      knorm_reference(s, {.budget = 5, .auto_compress = false});  // grows past its reservation
+  append_under_faults(knorm, knorm_reference, 40);
 }
 
 TEST(OutOfMemory, PrefillThrowsAndChangesNothing) {
