@@ -123,8 +123,8 @@ void expect_same_as_compile_time(const char* text, Cache reference) {
     for (std::size_t layer = 0; layer < s.layers; ++layer) {
       for (auto* x : {&k, &v, &q})
         for (float& f : *x) f = normal(rng);
-      dynamic->append(layer, t, k, v);
-      reference.append(layer, t, k, v);
+      ASSERT_EQ(dynamic->append(layer, t, k, v), Status::ok);
+      ASSERT_EQ(reference.append(layer, t, k, v), Status::ok);
       dynamic->attend(layer, q, out);
       reference.attend(layer, q, expected);
       ASSERT_EQ(out, expected) << "token " << t << " layer " << layer;
