@@ -150,6 +150,19 @@ TEST(OutOfMemory, CompressNeverFailsAndMatchesAnUnfailedCompress) {
   EXPECT_GT(fired, 0u) << "compress gives memory back, which allocates a smaller buffer";
 }
 
+// trim() is what a caller runs when memory is short: it must not need any.
+TEST(OutOfMemory, TrimAllocatesNothing) {
+  BlockPool pool(256);
+  pool.reserve(8);
+  std::byte* held = pool.acquire();
+  const std::size_t before = kvc::testing::allocation_count();
+  pool.trim();
+  EXPECT_EQ(kvc::testing::allocation_count(), before);
+  EXPECT_EQ(pool.blocks_allocated(), 1u);
+  EXPECT_EQ(pool.blocks_free(), 0u);
+  pool.release(held);
+}
+
 TEST(OutOfMemory, ConstructionThrowsKvcError) {
   const Shape s{2, 4, 2, 8};
   const auto build = [&] {
