@@ -17,8 +17,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <any>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -189,28 +191,284 @@ const auto entries = std::make_tuple(
           return lowrank::SVD::fit(*s.shape, v.count("rank"), keys, values, v.count("value_rank"));
         }));
 
-// ---- compile-time plumbing -------------------------------------------------------------------
+// ---- run-time stacks -------------------------------------------------------------------------
+//
+// A stack is chosen at run time, but the cache is kvc::KVCache<Layout, Policy...>. Instantiating
+// one KVCache type per combination of registered policies made this file grow by a factor with
+// every policy (76 types, 51 s of CPU and 1.5 GB to compile it with KNorm). Instead each family
+// is one dynamic policy: it holds the chosen policy behind a virtual interface implemented by a
+// template instantiated once per registered policy, which forwards every hook to that policy's
+// own hook with a HeadRef of its type (HeadRef::rebind). The policy code is the compile-time
+// policy's; the price is one indirect call per hook.
+//
+// The cache types left depend only on what the container must know at compile time: whether
+// there is a selection (then budget and merging are always present, defaulting to Uniform and
+// "no merge", which is what the container does without them), the selection's column type and
+// whether it observes attention, and whether there is low rank (quantization is always present,
+// giving the storage dtype's format when none is chosen). A new policy adds a cache type only if
+// it brings a new column type or observer kind.
+
+// Owns a `Base` with value semantics (copying clones), as policies are copied into the cache.
+template <class Base>
+class Cloned {
+ public:
+  Cloned() = default;
+  explicit Cloned(std::unique_ptr<Base> p) : p_(std::move(p)) {}
+  Cloned(const Cloned& other) : p_(other.p_ ? other.p_->clone() : nullptr) {}
+  Cloned& operator=(const Cloned& other) {
+    if (this != &other) p_ = other.p_ ? other.p_->clone() : nullptr;
+    return *this;
+  }
+  Cloned(Cloned&&) noexcept = default;
+  Cloned& operator=(Cloned&&) noexcept = default;
+  ~Cloned() = default;
+  [[nodiscard]] Base* operator->() const noexcept { return p_.get(); }
+  [[nodiscard]] explicit operator bool() const noexcept { return p_ != nullptr; }
+
+ private:
+  std::unique_ptr<Base> p_;
+};
+
+// The clone() every interface below declares, written once.
+template <class Base, class Self>
+struct Clonable : Base {
+  [[nodiscard]] std::unique_ptr<Base> clone() const override {
+    return std::make_unique<Self>(static_cast<const Self&>(*this));
+  }
+};
+
+template <class P>
+void setup_of(P& p, const PolicySetup& setup) {
+  if constexpr (requires { p.setup(setup); }) p.setup(setup);
+}
+
+struct DynamicBudget {
+  using family = kvc::family::budget;
+  struct Base {
+    virtual ~Base() = default;
+    [[nodiscard]] virtual std::unique_ptr<Base> clone() const = 0;
+    virtual void allocate(const BudgetContext& context, std::span<std::size_t> budgets) const = 0;
+  };
+  template <class P>
+  struct Impl final : Clonable<Base, Impl<P>> {
+    explicit Impl(P policy) : p(std::move(policy)) {}
+    void allocate(const BudgetContext& c, std::span<std::size_t> b) const override { p.allocate(c, b); }
+    P p;
+  };
+  Cloned<Base> impl;
+
+  void allocate(const BudgetContext& c, std::span<std::size_t> b) const { impl->allocate(c, b); }
+};
+
+// The selection policies of one column type and observer kind.
+template <class Column>
+struct ColumnOf {
+  using column = Column;
+};
+template <>
+struct ColumnOf<NoColumn> {};
+
+template <class Column, bool Observes>
+struct DynamicSelection : ColumnOf<Column> {
+  using family = kvc::family::selection;
+  using Ref = HeadRef<DynamicSelection>;
+  struct Base {
+    virtual ~Base() = default;
+    [[nodiscard]] virtual std::unique_ptr<Base> clone() const = 0;
+    virtual void setup(const PolicySetup& setup) = 0;
+    virtual std::size_t select(const Ref& head, std::span<std::uint32_t> keep) noexcept = 0;
+    virtual void on_attend(const Ref& head, std::span<const float> weights) noexcept = 0;
+    virtual void on_append(const Ref& head, std::size_t row, std::span<const float> key,
+                           std::span<const float> value) noexcept = 0;
+  };
+  template <class P>
+  struct Impl final : Clonable<Base, Impl<P>> {
+    static_assert(std::is_same_v<column_t<P>, Column> && AttendHook<P> == Observes && !HasState<P>,
+                  "a selection policy is wrapped by the DynamicSelection of its column type and observer kind "
+                  "(and selection state lives in its column)");
+    explicit Impl(P policy) : p(std::move(policy)) {}
+    void setup(const PolicySetup& s) override { setup_of(p, s); }
+    std::size_t select(const Ref& head, std::span<std::uint32_t> keep) noexcept override {
+      return p.select(head.template rebind<P>(head.column(), nullptr), keep);
+    }
+    void on_attend(const Ref& head, std::span<const float> weights) noexcept override {
+      if constexpr (AttendHook<P>) p.on_attend(head.template rebind<P>(head.column(), nullptr), weights);
+    }
+    void on_append(const Ref& head, std::size_t row, std::span<const float> key,
+                   std::span<const float> value) noexcept override {
+      if constexpr (AppendHook<P>) p.on_append(head.template rebind<P>(head.column(), nullptr), row, key, value);
+    }
+    P p;
+  };
+  Cloned<Base> impl;
+
+  void setup(const PolicySetup& s) { impl->setup(s); }
+  std::size_t select(const Ref& head, std::span<std::uint32_t> keep) noexcept { return impl->select(head, keep); }
+  void on_attend(const Ref& head, std::span<const float> weights) noexcept
+    requires Observes
+  {
+    impl->on_attend(head, weights);
+  }
+  // Only policies with a column have anything to record per token.
+  void on_append(const Ref& head, std::size_t row, std::span<const float> key, std::span<const float> value) noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    impl->on_append(head, row, key, value);
+  }
+};
+template <class P>
+using dynamic_selection_t = DynamicSelection<column_t<P>, AttendHook<P>>;
+
+// Merging; without an impl it merges nothing (the evicted tokens are dropped).
+struct DynamicMerging {
+  using family = kvc::family::merging;
+  // The concrete policy's state, and how to count it.
+  struct state {
+    std::any held;
+    std::size_t (*memory)(const std::any&) noexcept = nullptr;
+    std::size_t (*workspace)(const std::any&) noexcept = nullptr;
+    [[nodiscard]] std::size_t memory_bytes() const noexcept { return memory ? memory(held) : 0; }
+    [[nodiscard]] std::size_t workspace_bytes() const noexcept { return workspace ? workspace(held) : 0; }
+  };
+  using Ref = HeadRef<DynamicMerging>;
+  struct Base {
+    virtual ~Base() = default;
+    [[nodiscard]] virtual std::unique_ptr<Base> clone() const = 0;
+    virtual void setup(const PolicySetup& setup, state& s) = 0;
+    virtual void merge(const Ref& head, std::span<const std::uint32_t> keep,
+                       std::span<const std::uint32_t> evicted) noexcept = 0;
+    virtual void reset(state& s) noexcept = 0;
+  };
+  template <class P>
+  struct Impl final : Clonable<Base, Impl<P>> {
+    static_assert(!HasColumn<P>, "a merging policy keeps no per-token column");
+    using S = state_t<P>;
+    explicit Impl(P policy) : p(std::move(policy)) {}
+    void setup(const PolicySetup& setup, state& s) override {
+      s.held = S{};
+      auto& held = *std::any_cast<S>(&s.held);
+      if constexpr (requires { p.setup(setup, held); })
+        p.setup(setup, held);
+      else
+        setup_of(p, setup);
+      s.memory = [](const std::any& a) noexcept -> std::size_t {
+        if constexpr (ReportsMemory<S>) return std::any_cast<S>(&a)->memory_bytes();
+        return 0;
+      };
+      s.workspace = [](const std::any& a) noexcept -> std::size_t {
+        if constexpr (ReportsWorkspace<S>) return std::any_cast<S>(&a)->workspace_bytes();
+        return 0;
+      };
+    }
+    void merge(const Ref& head, std::span<const std::uint32_t> keep,
+               std::span<const std::uint32_t> evicted) noexcept override {
+      p.merge(head.template rebind<P>({}, std::any_cast<S>(&head.state().held)), keep, evicted);
+    }
+    void reset(state& s) noexcept override {
+      if constexpr (requires(S& held) { p.reset(held); }) p.reset(*std::any_cast<S>(&s.held));
+    }
+    P p;
+  };
+  Cloned<Base> impl;
+
+  void setup(const PolicySetup& setup, state& s) {
+    if (impl) impl->setup(setup, s);
+  }
+  void merge(const Ref& head, std::span<const std::uint32_t> keep, std::span<const std::uint32_t> evicted) noexcept {
+    if (impl) impl->merge(head, keep, evicted);
+  }
+  void reset(state& s) noexcept {
+    if (impl) impl->reset(s);
+  }
+};
+
+// Row formats, fixed when the policy is made (its getters validate its parameters then).
+struct DynamicQuantization {
+  using family = kvc::family::quantization;
+  kernels::RowFormat key{};
+  kernels::RowFormat value{};
+  [[nodiscard]] kernels::RowFormat key_format() const noexcept { return key; }
+  [[nodiscard]] kernels::RowFormat value_format() const noexcept { return value; }
+};
+
+struct DynamicLowRank {
+  using family = kvc::family::lowrank;
+  struct Base {
+    virtual ~Base() = default;
+    [[nodiscard]] virtual std::unique_ptr<Base> clone() const = 0;
+    virtual void setup(const PolicySetup& setup) = 0;
+    [[nodiscard]] virtual std::size_t rank_keys(const Shape& shape) const = 0;
+    [[nodiscard]] virtual std::size_t rank_values(const Shape& shape) const = 0;
+    [[nodiscard]] virtual bool ready(std::size_t layer, std::size_t head) const noexcept = 0;
+    virtual void calibrate(std::size_t layer, std::size_t head, std::span<const float> keys,
+                           std::span<const float> values, std::size_t n) = 0;
+    virtual void project_key(std::size_t layer, std::size_t head, const float* in, float* out) const noexcept = 0;
+    virtual void project_value(std::size_t layer, std::size_t head, const float* in, float* out) const noexcept = 0;
+    virtual void restore_value(std::size_t layer, std::size_t head, const float* in, float* out) const noexcept = 0;
+    [[nodiscard]] virtual std::size_t memory_bytes() const noexcept = 0;
+  };
+  template <class P>
+  struct Impl final : Clonable<Base, Impl<P>> {
+    explicit Impl(P policy) : p(std::move(policy)) {}
+    void setup(const PolicySetup& s) override { setup_of(p, s); }
+    std::size_t rank_keys(const Shape& s) const override { return p.rank_keys(s); }
+    std::size_t rank_values(const Shape& s) const override { return p.rank_values(s); }
+    bool ready(std::size_t l, std::size_t h) const noexcept override { return p.ready(l, h); }
+    void calibrate(std::size_t l, std::size_t h, std::span<const float> k, std::span<const float> v,
+                   std::size_t n) override {
+      p.calibrate(l, h, k, v, n);
+    }
+    void project_key(std::size_t l, std::size_t h, const float* in, float* out) const noexcept override {
+      p.project_key(l, h, in, out);
+    }
+    void project_value(std::size_t l, std::size_t h, const float* in, float* out) const noexcept override {
+      p.project_value(l, h, in, out);
+    }
+    void restore_value(std::size_t l, std::size_t h, const float* in, float* out) const noexcept override {
+      p.restore_value(l, h, in, out);
+    }
+    std::size_t memory_bytes() const noexcept override {
+      if constexpr (ReportsMemory<P>) return p.memory_bytes();
+      return 0;
+    }
+    P p;
+  };
+  Cloned<Base> impl;
+
+  void setup(const PolicySetup& s) { impl->setup(s); }
+  [[nodiscard]] std::size_t rank_keys(const Shape& s) const { return impl->rank_keys(s); }
+  [[nodiscard]] std::size_t rank_values(const Shape& s) const { return impl->rank_values(s); }
+  [[nodiscard]] bool ready(std::size_t l, std::size_t h) const noexcept { return impl->ready(l, h); }
+  void calibrate(std::size_t l, std::size_t h, std::span<const float> k, std::span<const float> v, std::size_t n) {
+    impl->calibrate(l, h, k, v, n);
+  }
+  void project_key(std::size_t l, std::size_t h, const float* in, float* out) const noexcept {
+    impl->project_key(l, h, in, out);
+  }
+  void project_value(std::size_t l, std::size_t h, const float* in, float* out) const noexcept {
+    impl->project_value(l, h, in, out);
+  }
+  void restore_value(std::size_t l, std::size_t h, const float* in, float* out) const noexcept {
+    impl->restore_value(l, h, in, out);
+  }
+  [[nodiscard]] std::size_t memory_bytes() const noexcept { return impl->memory_bytes(); }
+};
+
+// ---- the chosen stack ------------------------------------------------------------------------
 
 template <class... T>
 struct TypeList {};
 
-template <class List, class T>
-struct Prepend;
-template <class... Ts, class T>
-struct Prepend<TypeList<Ts...>, T> {
-  using type = TypeList<T, Ts...>;
-};
-
-// The distinct policy types of one family among the entries, as a std::variant with monostate.
-template <class Family, class Out, class... Ps>
-struct Collect {
+// The distinct DynamicSelection kinds of the registered selection policies, as a std::variant.
+template <class Out, class... Ps>
+struct SelectionKinds {
   using type = Out;
 };
-template <class Family, class... Out, class P, class... Rest>
-struct Collect<Family, TypeList<Out...>, P, Rest...> {
-  static constexpr bool take =
-      std::is_same_v<typename P::family, Family> && !(std::is_same_v<P, Out> || ...);
-  using type = typename Collect<Family, std::conditional_t<take, TypeList<Out..., P>, TypeList<Out...>>, Rest...>::type;
+template <class... Out, class P, class... Rest>
+struct SelectionKinds<TypeList<Out...>, P, Rest...> {
+  using kind = std::conditional_t<std::is_same_v<typename P::family, family::selection>, dynamic_selection_t<P>, void>;
+  static constexpr bool take = !std::is_void_v<kind> && !(std::is_same_v<kind, Out> || ...);
+  using type = typename SelectionKinds<std::conditional_t<take, TypeList<Out..., kind>, TypeList<Out...>>, Rest...>::type;
 };
 template <class List>
 struct ToVariant;
@@ -218,69 +476,71 @@ template <class... Ts>
 struct ToVariant<TypeList<Ts...>> {
   using type = std::variant<std::monostate, Ts...>;
 };
-template <class Family, class Tuple>
-struct FamilyVariant;
-template <class Family, class... E>
-struct FamilyVariant<Family, std::tuple<E...>> {
-  using type = typename ToVariant<typename Collect<Family, TypeList<>, typename E::policy...>::type>::type;
+template <class Tuple>
+struct SelectionVariant;
+template <class... E>
+struct SelectionVariant<std::tuple<E...>> {
+  using type = typename ToVariant<typename SelectionKinds<TypeList<>, typename E::policy...>::type>::type;
 };
-template <class Family>
-using family_variant = typename FamilyVariant<Family, std::remove_cvref_t<decltype(entries)>>::type;
+using AnySelection = typename SelectionVariant<std::remove_cvref_t<decltype(entries)>>::type;
 
-// The policies a stack chose, one slot per family, in the library's application order.
+// The policies a stack chose, one slot per family.
 struct Chosen {
-  family_variant<family::budget> budget;
-  family_variant<family::selection> selection;
-  family_variant<family::merging> merging;
-  family_variant<family::lowrank> lowrank;
-  family_variant<family::quantization> quantization;
+  std::optional<DynamicBudget> budget;
+  AnySelection selection;
+  std::optional<DynamicMerging> merging;
+  std::optional<DynamicLowRank> lowrank;
+  std::optional<DynamicQuantization> quantization;
 };
 
 template <class P>
-void store(Chosen& c, P&& p) {
-  using T = std::decay_t<P>;
-  if constexpr (std::is_same_v<T, NoPolicy>) {
-  } else if constexpr (std::is_same_v<typename T::family, family::budget>) {
-    c.budget = std::forward<P>(p);
-  } else if constexpr (std::is_same_v<typename T::family, family::selection>) {
-    c.selection = std::forward<P>(p);
-  } else if constexpr (std::is_same_v<typename T::family, family::merging>) {
-    c.merging = std::forward<P>(p);
-  } else if constexpr (std::is_same_v<typename T::family, family::lowrank>) {
-    c.lowrank = std::forward<P>(p);
+void store(Chosen& c, P p) {
+  if constexpr (std::is_same_v<P, NoPolicy>) {
+  } else if constexpr (std::is_same_v<typename P::family, family::budget>) {
+    c.budget = DynamicBudget{Cloned<DynamicBudget::Base>(std::make_unique<DynamicBudget::Impl<P>>(std::move(p)))};
+  } else if constexpr (std::is_same_v<typename P::family, family::selection>) {
+    using D = dynamic_selection_t<P>;
+    c.selection = D{{}, Cloned<typename D::Base>(std::make_unique<typename D::template Impl<P>>(std::move(p)))};
+  } else if constexpr (std::is_same_v<typename P::family, family::merging>) {
+    c.merging = DynamicMerging{Cloned<DynamicMerging::Base>(std::make_unique<DynamicMerging::Impl<P>>(std::move(p)))};
+  } else if constexpr (std::is_same_v<typename P::family, family::lowrank>) {
+    c.lowrank = DynamicLowRank{Cloned<DynamicLowRank::Base>(std::make_unique<DynamicLowRank::Impl<P>>(std::move(p)))};
   } else {
-    static_assert(std::is_same_v<typename T::family, family::quantization>, "unknown policy family");
-    c.quantization = std::forward<P>(p);
+    static_assert(std::is_same_v<typename P::family, family::quantization>, "unknown policy family");
+    c.quantization = DynamicQuantization{p.key_format(), p.value_format()};
   }
+}
+
+template <class Cache, class... Ps>
+std::unique_ptr<AnyCache> make(const Shape& shape, const Options& options, Ps&&... policies) {
+  return std::make_unique<CacheAdapter<Cache>>(shape, options, std::forward<Ps>(policies)...);
 }
 
 template <class... Ps>
-std::unique_ptr<AnyCache> build(const Shape& shape, const Options& options, std::tuple<Ps...> policies) {
-  if constexpr (!valid_stack_v<Ps...>) {
-    fail("kvc stack spec", "a budget or merging policy needs a selection policy");  // check_stack() says so first
-  } else {
-    return std::apply(
-        [&](Ps&... p) -> std::unique_ptr<AnyCache> {
-          if constexpr (sizeof...(Ps) == 0)
-            return std::make_unique<CacheAdapter<KVCache<ContiguousLayout>>>(shape, options);
-          else
-            return std::make_unique<CacheAdapter<KVCache<ContiguousLayout, Ps...>>>(shape, options, std::move(p)...);
-        },
-        policies);
-  }
+std::unique_ptr<AnyCache> with_lowrank(const Shape& shape, const Options& options, std::optional<DynamicLowRank> lowrank,
+                                       Ps&&... policies) {
+  if (lowrank)
+    return make<KVCache<ContiguousLayout, std::decay_t<Ps>..., DynamicLowRank>>(shape, options, std::forward<Ps>(policies)...,
+                                                                                 std::move(*lowrank));
+  return make<KVCache<ContiguousLayout, std::decay_t<Ps>...>>(shape, options, std::forward<Ps>(policies)...);
 }
 
-// Drops the empty family slots, then builds.
-template <class... Done>
-std::unique_ptr<AnyCache> filter(const Shape& s, const Options& o, std::tuple<Done...> done) {
-  return build(s, o, std::move(done));
-}
-template <class... Done, class First, class... Rest>
-std::unique_ptr<AnyCache> filter(const Shape& s, const Options& o, std::tuple<Done...> done, First first, Rest... rest) {
-  if constexpr (std::is_same_v<First, std::monostate>)
-    return filter(s, o, std::move(done), std::move(rest)...);
-  else
-    return filter(s, o, std::tuple_cat(std::move(done), std::tuple<First>(std::move(first))), std::move(rest)...);
+std::unique_ptr<AnyCache> build(const Shape& shape, const Options& options, Chosen chosen) {
+  const kernels::RowFormat plain{options.dtype, 0};
+  DynamicQuantization quantization = chosen.quantization.value_or(DynamicQuantization{plain, plain});
+  return std::visit(
+      [&](auto selection) -> std::unique_ptr<AnyCache> {
+        if constexpr (std::is_same_v<decltype(selection), std::monostate>) {
+          return with_lowrank(shape, options, std::move(chosen.lowrank), std::move(quantization));
+        } else {
+          DynamicBudget budget = chosen.budget ? std::move(*chosen.budget)
+                                               : DynamicBudget{Cloned<DynamicBudget::Base>(
+                                                     std::make_unique<DynamicBudget::Impl<budget::Uniform>>(budget::Uniform{}))};
+          return with_lowrank(shape, options, std::move(chosen.lowrank), std::move(budget), std::move(selection),
+                              chosen.merging.value_or(DynamicMerging{}), std::move(quantization));
+        }
+      },
+      std::move(chosen.selection));
 }
 
 // ---- resolving a spec ------------------------------------------------------------------------
@@ -366,10 +626,10 @@ std::pair<Chosen, Settings> resolve(const StackSpec& spec, const Shape* shape = 
     fail("kvc stack spec", "'{}': 'full' is the uncompressed cache and cannot be combined with other components",
          spec.text);
   const bool has_selection = chosen.selection.index() != 0;
-  if (!has_selection && chosen.budget.index() != 0)
+  if (!has_selection && chosen.budget)
     fail("kvc stack spec", "'{}': a budget policy decides how many tokens each head keeps and needs a selection "
          "policy to decide which (e.g. add '+h2o')", spec.text);
-  if (!has_selection && chosen.merging.index() != 0)
+  if (!has_selection && chosen.merging)
     fail("kvc stack spec", "'{}': a merging policy folds evicted tokens into kept ones and needs a selection policy "
          "(e.g. 'h2o:budget=64+{}')", spec.text, names.back());
   if (has_selection) {
@@ -406,13 +666,7 @@ std::unique_ptr<AnyCache> make_cache(const StackSpec& spec, const Shape& shape, 
   auto [chosen, settings] = resolve(spec, &shape, calibration);
   Options options = settings.options;
   if (options.budget == 0) options.capacity = context;
-  return std::visit(
-      [&](auto budget, auto selection, auto merging, auto lowrank, auto quantization) {
-        return filter(shape, options, std::tuple<>{}, std::move(budget), std::move(selection), std::move(merging),
-                      std::move(lowrank), std::move(quantization));
-      },
-      std::move(chosen.budget), std::move(chosen.selection), std::move(chosen.merging), std::move(chosen.lowrank),
-      std::move(chosen.quantization));
+  return build(shape, options, std::move(chosen));
 }
 
 }  // namespace kvc::engine

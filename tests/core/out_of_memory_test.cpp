@@ -95,6 +95,12 @@ TEST(OutOfMemory, AppendReportsAStatusAndChangesNothing) {
   KVCache<PagedLayout, KeepRecent> paged(s, {.budget = 6}, {4, nullptr}),
       paged_reference(s, {.budget = 6}, {4, nullptr});
   append_under_faults(paged, paged_reference, 40);
+  // Policy columns grow with the rows, all or nothing.
+  KVCache<PagedLayout, select::H2O> h2o(s, {.budget = 6}, {4, nullptr}), h2o_reference(s, {.budget = 6}, {4, nullptr});
+  append_under_faults(h2o, h2o_reference, 40);
+  KVCache<ContiguousLayout, select::KNorm> knorm(s, {.budget = 5, .auto_compress = false}),
+      knorm_reference(s, {.budget = 5, .auto_compress = false});  // grows past its reservation
+  append_under_faults(knorm, knorm_reference, 40);
 }
 
 TEST(OutOfMemory, PrefillThrowsAndChangesNothing) {
@@ -142,6 +148,19 @@ TEST(OutOfMemory, CompressNeverFailsAndMatchesAnUnfailedCompress) {
     ++fired;
   }
   EXPECT_GT(fired, 0u) << "compress gives memory back, which allocates a smaller buffer";
+}
+
+// trim() is what a caller runs when memory is short: it must not need any.
+TEST(OutOfMemory, TrimAllocatesNothing) {
+  BlockPool pool(256);
+  pool.reserve(8);
+  std::byte* held = pool.acquire();
+  const std::size_t before = kvc::testing::allocation_count();
+  pool.trim();
+  EXPECT_EQ(kvc::testing::allocation_count(), before);
+  EXPECT_EQ(pool.blocks_allocated(), 1u);
+  EXPECT_EQ(pool.blocks_free(), 0u);
+  pool.release(held);
 }
 
 TEST(OutOfMemory, ConstructionThrowsKvcError) {

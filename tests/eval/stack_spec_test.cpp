@@ -2,8 +2,13 @@
 #include "kvc/core/error.hpp"
 #include "kvc_engine/registry.hpp"
 #include "kvc_engine/stack_spec.hpp"
+#include "kvc/kvc.hpp"
 
 #include <gmock/gmock.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
 
 namespace kvc::test {
 namespace {
@@ -101,6 +106,50 @@ TEST(StackSpec, BuildsCachesOfTheRightShape) {
     EXPECT_EQ(cache->tokens(), 0u);
   }
   EXPECT_THROW((void)make_cache(parse_stack("svd:rank=4"), shape, 64), Error) << "svd needs calibration data";
+}
+
+// A run-time stack computes what the compile-time KVCache of the same policies computes, bit for
+// bit, and holds the same memory: its per-family dynamic policies forward to the same hooks.
+template <class Cache>
+void expect_same_as_compile_time(const char* text, Cache reference) {
+  SCOPED_TRACE(text);
+  const Shape s = reference.shape();
+  const auto dynamic = make_cache(parse_stack(text), s, 64);
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal;
+  std::vector<float> k(s.kv_heads * s.head_dim), v(k.size()), q(s.query_heads * s.head_dim), out(q.size()),
+      expected(q.size());
+  for (std::int32_t t = 0; t < 40; ++t)
+    for (std::size_t layer = 0; layer < s.layers; ++layer) {
+      for (auto* x : {&k, &v, &q})
+        for (float& f : *x) f = normal(rng);
+      ASSERT_EQ(dynamic->append(layer, t, k, v), Status::ok);
+      ASSERT_EQ(reference.append(layer, t, k, v), Status::ok);
+      dynamic->attend(layer, q, out);
+      reference.attend(layer, q, expected);
+      ASSERT_EQ(out, expected) << "token " << t << " layer " << layer;
+    }
+  for (std::size_t layer = 0; layer < s.layers; ++layer)
+    for (std::size_t h = 0; h < s.kv_heads; ++h) {
+      const auto a = dynamic->positions(layer, h), b = reference.positions(layer, h);
+      EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << "layer " << layer << " head " << h;
+    }
+  EXPECT_EQ(dynamic->memory_bytes(), reference.memory_bytes());
+}
+
+TEST(StackSpec, RunTimeStacksMatchCompileTimeCaches) {
+  const Shape s{2, 4, 2, 8};
+  expect_same_as_compile_time("full", KVCache<>(s, {.capacity = 64}));
+  expect_same_as_compile_time("knorm:budget=6,window=2",
+                              KVCache<ContiguousLayout, select::KNorm>(s, {.budget = 6}, select::KNorm{.window = 2}));
+  expect_same_as_compile_time(
+      "h2o:budget=6+d2o+int8:group=8",
+      KVCache<ContiguousLayout, select::H2O, merge::D2O, quant::PerToken>(
+          s, {.budget = 6}, select::H2O{}, merge::D2O{}, quant::PerToken{.bits = 8, .group = 8}));
+  expect_same_as_compile_time(
+      "pyramid:budget=12,window=2+streaming:sinks=1,recent=11",
+      KVCache<ContiguousLayout, budget::PyramidKV, select::StreamingLLM>(
+          s, {.budget = 12}, budget::PyramidKV{.beta = 20, .window = 2}, select::StreamingLLM{.sinks = 1}));
 }
 
 }  // namespace

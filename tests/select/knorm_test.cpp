@@ -1,13 +1,11 @@
 // KNorm through a real cache and against its definition: the column holds each key's L2 norm as
 // appended (also under quantization) and follows compaction; a head keeps its window plus the
 // smallest norms, ties to the most recent; the cache counts the column in memory_bytes(); decode
-// allocates nothing in steady state; the registry builds it from a stack spec.
+// allocates nothing in steady state. (Its registry entry is tested in tests/eval/stack_spec_test.cpp.)
 #include "support/allocation_counter.hpp"
 #include "core/test_policies.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/select/knorm.hpp"
-#include "kvc_engine/registry.hpp"
-#include "kvc_engine/stack_spec.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -156,17 +154,6 @@ TYPED_TEST(KNormLayouts, DecodeAllocatesNothingInSteadyState) {
   }
   EXPECT_EQ(kvc::testing::allocation_count() - before, 0u);
   EXPECT_EQ(cache.size(1, 1), 24u);
-}
-
-TEST(KNorm, TheRegistryBuildsItFromAStackSpec) {
-  const Shape s{2, 4, 2, 8};
-  const auto cache = engine::make_cache(engine::parse_stack("knorm:budget=6,window=2+int8:group=8"), s, 64);
-  std::vector<float> k(16, 0.5f), q(32, 0.5f), out(32);
-  for (std::int32_t t = 0; t < 10; ++t) {
-    cache->append(0, t, k, k);
-    cache->attend(0, q, out);
-  }
-  EXPECT_EQ(cache->size(0, 1), 6u);
 }
 
 }  // namespace

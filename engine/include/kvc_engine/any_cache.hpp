@@ -4,6 +4,7 @@
 // kvc::KVCache takes its policies as template arguments so the hot path has no virtual calls.
 // A tool that reads "h2o:budget=64+int4" from the command line needs one object type for all
 // stacks; this adapter pays one virtual call per (token, layer), outside the library.
+#include "kvc/core/error.hpp"
 #include "kvc/core/shape.hpp"
 
 #include <cstdint>
@@ -16,8 +17,9 @@ namespace kvc::engine {
 class AnyCache {
  public:
   virtual ~AnyCache() = default;
-  virtual void append(std::size_t layer, std::int32_t position, std::span<const float> k,
-                      std::span<const float> v) noexcept = 0;
+  // Status::out_of_memory when a head could not grow; the cache is then unchanged.
+  virtual Status append(std::size_t layer, std::int32_t position, std::span<const float> k,
+                        std::span<const float> v) noexcept = 0;
   virtual void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept = 0;
   virtual void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
                        std::span<const float> values) = 0;
@@ -38,9 +40,9 @@ class CacheAdapter final : public AnyCache {
   template <class... Args>
   explicit CacheAdapter(Args&&... args) : cache_(std::forward<Args>(args)...) {}
 
-  void append(std::size_t layer, std::int32_t position, std::span<const float> k,
-              std::span<const float> v) noexcept override {
-    cache_.append(layer, position, k, v);
+  Status append(std::size_t layer, std::int32_t position, std::span<const float> k,
+                std::span<const float> v) noexcept override {
+    return cache_.append(layer, position, k, v);
   }
   void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept override {
     cache_.attend(layer, queries, out);

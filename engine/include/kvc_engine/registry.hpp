@@ -1,8 +1,8 @@
 #pragma once
 // The stack registry: maps the components of a stack spec ("h2o:budget=64+int4:group=8") to
-// policy objects and builds the matching kvc::KVCache<ContiguousLayout, Policy...> behind an
-// AnyCache. Every combination of registered policies is instantiated at compile time (in
-// registry.cpp); adding a policy is one registration there.
+// policy objects and builds a kvc::KVCache<ContiguousLayout, ...> behind an AnyCache. Each
+// family's policy is wrapped in one run-time policy of that family (registry.cpp), so the cache
+// types do not multiply with the registered policies; adding a policy is one registration there.
 #include "kvc_engine/any_cache.hpp"
 #include "kvc_engine/stack_spec.hpp"
 

@@ -54,16 +54,14 @@ class BlockPool {
     }
   }
 
-  // Frees every block nobody holds.
+  // Frees every block nobody holds. Allocates nothing, so it cannot fail when memory is short,
+  // which is when it is called.
   void trim() {
     std::lock_guard lock(mutex_);
-    std::vector<detail::AlignedBytes> kept;
-    kept.reserve(blocks_.size() - free_.size());
-    std::vector<std::byte*> free_sorted(free_);
-    std::sort(free_sorted.begin(), free_sorted.end());
-    for (auto& block : blocks_)
-      if (!std::binary_search(free_sorted.begin(), free_sorted.end(), block.data())) kept.push_back(std::move(block));
-    blocks_ = std::move(kept);
+    std::sort(free_.begin(), free_.end());
+    std::erase_if(blocks_, [&](const detail::AlignedBytes& block) {
+      return std::binary_search(free_.begin(), free_.end(), block.data());
+    });
     free_.clear();
   }
 

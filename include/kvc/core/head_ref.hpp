@@ -81,6 +81,13 @@ class HeadRef {
     return *state_;
   }
 
+  // The same head seen by another policy, with that policy's column and state: how a policy
+  // chosen at run time hands the view to the concrete policy it wraps.
+  template <class Q>
+  [[nodiscard]] HeadRef<Q> rebind(std::span<column_t<Q>> column, state_t<Q>* state) const noexcept {
+    return HeadRef<Q>(info_, column, scratch_, state, rows_);
+  }
+
   // Rows in the stored space (rank dims under low rank), decoded and re-encoded on demand.
   [[nodiscard]] std::size_t key_dim() const noexcept { return rows().key_dim(); }
   [[nodiscard]] std::size_t value_dim() const noexcept { return rows().value_dim(); }

@@ -254,8 +254,8 @@ class KVCache {
     for (const auto& p : positions_) total += p.size();
     return total;
   }
-  // Bytes allocated for the cached tokens: encoded rows (or whole pages), positions and the
-  // policies' per-head state. Scratch for attention is reported by workspace_bytes().
+  // Bytes allocated for the cached tokens: encoded rows (or whole pages), positions, the
+  // policies' columns and their per-sequence state. Scratch is reported by workspace_bytes().
   [[nodiscard]] std::size_t memory_bytes() const noexcept {
     std::size_t bytes = 0;
     for (const auto& s : stores_) bytes += s.memory_bytes();
