@@ -68,6 +68,11 @@ inline const std::vector<std::int32_t>& corpus() {
   return tokens;
 }
 
+// Committed reference data: tests/engine/golden in the source tree.
+inline std::filesystem::path golden_dir() {
+  return std::filesystem::path(KVC_ENGINE_SOURCE_TREE) / "tests" / "engine" / "golden";
+}
+
 // A fresh temporary folder per test.
 inline std::filesystem::path temp_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
