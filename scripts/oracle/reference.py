@@ -20,7 +20,7 @@ import common
 PROMPT = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
     "<|im_start|>user\nWrite a short story about a small robot who finds a lost kitten in the rain "
-    "and helps it get home. Keep it simple and kind.<|im_end|>\n<|im_start|>assistant\n"
+    "and helps it get home. Keep it simple and kind, with a happy ending, in five sentences.<|im_end|>\n<|im_start|>assistant\n"
 )
 POSITIONS = [0, 1, 7, 31, 63]
 FIXED_IDS = [int(i) for i in np.linspace(0, 49151, 50).round()]
