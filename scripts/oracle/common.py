@@ -48,6 +48,29 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def open_llama(llama_cpp, **kwargs):
+    """llama_cpp.Llama without llama.cpp's extra buffer types (weight repacking, AMX).
+
+    On this machine the CPU reports AMX and llama.cpp's AMX matrix product crashes (SIGSEGV in
+    ggml_backend_amx_mul_mat); Llama() does not expose use_extra_bufts, so the default model
+    parameters are patched. Q4_1 then runs on ggml's plain Q4_1 x Q8_1 dot products.
+    """
+    import llama_cpp.llama_cpp as api
+
+    default = api.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    api.llama_model_default_params = params
+    try:
+        return llama_cpp.Llama(**kwargs)
+    finally:
+        api.llama_model_default_params = default
+
+
 def provenance(llama_cpp) -> dict:
     return {
         "model": MODEL_NAME,

@@ -48,7 +48,7 @@ def logits_entry(position: int, row: np.ndarray) -> dict:
 def main() -> None:
     path = common.model_path()
     common.check_model(path)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_batch=512, n_threads=2,
+    llm = common.open_llama(llama_cpp, model_path=str(path), n_ctx=2048, n_batch=512, n_threads=2,
                           logits_all=True, verbose=False)
 
     prompt_ids = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
@@ -75,7 +75,7 @@ def main() -> None:
 
     common.write_json("smollm2_reference.json", {
         **common.provenance(llama_cpp),
-        "note": "llama.cpp CPU backend, 2 threads; Q4_1 weights times q8_1-quantized activations "
+        "note": "llama.cpp CPU backend, 2 threads, no extra buffer types (no AMX, no repacking); Q4_1 weights times q8_1-quantized activations "
                 "(llama.cpp's own kernels), so compare with a tolerance",
         "prompt": {
             "text": PROMPT,

@@ -51,7 +51,7 @@ def main() -> None:
     common.check_model(path)
     load = os.getloadavg()
     text = common.text_path().read_text(encoding="utf-8")
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=8192, n_batch=512, n_threads=THREADS,
+    llm = common.open_llama(llama_cpp, model_path=str(path), n_ctx=8192, n_batch=512, n_threads=THREADS,
                           n_threads_batch=THREADS, verbose=False)
     ids = llm.tokenize(text[:60000].encode(), add_bos=False, special=False)
     if len(ids) < 8192:

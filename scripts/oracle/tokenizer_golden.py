@@ -69,7 +69,7 @@ def is_utf8(data: bytes) -> bool:
 def main() -> None:
     path = common.model_path()
     common.check_model(path)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, vocab_only=True, verbose=False)
+    llm = common.open_llama(llama_cpp, model_path=str(path), n_ctx=512, vocab_only=True, verbose=False)
     cases = []
     for name, data, special in CASES:
         ids = llm.tokenize(data, add_bos=False, special=special)
