@@ -18,10 +18,12 @@ MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
 
 def model_path() -> pathlib.Path:
-    """$KVC_GGUF_MODEL, else the model in $KVC_MODELS_DIR or /work/cache/models."""
+    """$KVC_GGUF_MODEL, else the model in $KVC_MODELS_DIR, the engine's download cache or
+    /work/cache/models."""
     if os.environ.get("KVC_GGUF_MODEL"):
         return pathlib.Path(os.environ["KVC_GGUF_MODEL"])
-    for d in (os.environ.get("KVC_MODELS_DIR"), "/work/cache/models"):
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "kvcompress" / "models"
+    for d in (os.environ.get("KVC_MODELS_DIR"), cache, "/work/cache/models"):
         if d and (pathlib.Path(d) / MODEL_NAME).exists():
             return pathlib.Path(d) / MODEL_NAME
     raise SystemExit(f"{MODEL_NAME} not found: set KVC_GGUF_MODEL or KVC_MODELS_DIR")
