@@ -9,6 +9,8 @@
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
+#include <cstring>
+
 namespace kvc::test {
 namespace {
 
@@ -157,6 +159,35 @@ TEST(TokenizerSpm, EncodesWithScoresSpacePrefixAndByteFallback) {
   EXPECT_EQ(tokens, (std::vector<std::int32_t>{1, 263, 0xC3 + 3, 0xA9 + 3}));
   EXPECT_EQ(t.decode(std::vector<std::int32_t>(tokens.begin() + 1, tokens.end())), "hi\xC3\xA9");
   EXPECT_EQ(t.encode("hi", {.space_prefix = false}), (std::vector<std::int32_t>{260, 261}));
+}
+
+TEST(TokenizerSpm, AgreesWithLlama2cOnTheSameVocabulary) {
+  KVC_REQUIRE_MODELS();
+  // tok512.bin as a GGUF `llama` vocabulary would hold it: U+2581 for spaces, byte tokens typed.
+  const std::string file = read_bytes(models_dir() / engine::tokenizer_file);
+  TokenizerSpec spec;
+  spec.model = TokenizerModel::spm;
+  for (std::size_t at = 4; at < file.size();) {
+    float score = 0;
+    std::int32_t length = 0;
+    std::memcpy(&score, file.data() + at, 4);
+    std::memcpy(&length, file.data() + at + 4, 4);
+    std::string piece = file.substr(at + 8, std::size_t(length));
+    at += 8 + std::size_t(length);
+    spec.token_types.push_back(piece.starts_with("<0x") && piece.size() == 6 ? TokenType::byte : TokenType::normal);
+    std::string spelled;
+    for (const char c : piece) spelled += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+    spec.tokens.push_back(std::move(spelled));
+    spec.scores.push_back(score);
+  }
+  spec.bos_id = 1, spec.eos_id = 2, spec.unk_id = 0;
+  spec.add_bos = spec.add_space_prefix = true;
+  const Tokenizer spm = Tokenizer::from_spec(spec);
+  const Tokenizer& llama2c = bundle().tokenizer;
+  std::string text = read_bytes(models_dir() / engine::text_file).substr(0, 20000);
+  text += " caf\xC3\xA9 \xF0\x9F\x98\x80";  // byte fallback too
+  EXPECT_EQ(spm.encode(text, {.add_bos = true}), llama2c.encode(text, true));
+  EXPECT_EQ(spm.decode(spm.encode(text)), text);
 }
 
 std::string spec_error(TokenizerSpec spec) {
