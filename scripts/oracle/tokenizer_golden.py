@@ -6,6 +6,8 @@ Each case stores the input as hex (the C++ test feeds these exact bytes), the UT
 bytes are valid UTF-8, whether special tokens were parsed, and the ids of
 llm.tokenize(bytes, add_bos=False, special=parse_special).
 
+It also fingerprints the ids of the whole TinyStories held-out text (count and FNV-1a).
+
     python3 scripts/oracle/tokenizer_golden.py
 """
 import llama_cpp
@@ -66,6 +68,15 @@ def is_utf8(data: bytes) -> bool:
         return False
 
 
+def fnv1a64(ids) -> str:
+    """FNV-1a (64-bit) over the ids as little-endian int32: a fingerprint the C++ test recomputes."""
+    h = 0xCBF29CE484222325
+    for token in ids:
+        for byte in int(token).to_bytes(4, "little", signed=True):
+            h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
 def main() -> None:
     path = common.model_path()
     common.check_model(path)
@@ -77,10 +88,18 @@ def main() -> None:
         if is_utf8(data):
             case["text"] = data.decode("utf-8")
         cases.append(case)
+    corpus = common.text_path().read_bytes()
+    corpus_ids = llm.tokenize(corpus, add_bos=False, special=False)
     common.write_json("tokenizer_smollm2.json", {
         **common.provenance(llama_cpp),
         "call": "Llama.tokenize(bytes, add_bos=False, special=parse_special)",
         "cases": cases,
+        "corpus": {
+            "source": "tinystories_val.txt, the whole file, special=False",
+            "bytes": len(corpus),
+            "tokens": len(corpus_ids),
+            "ids_fnv1a64": fnv1a64(corpus_ids),
+        },
     })
 
 

@@ -32,10 +32,20 @@ std::string from_hex(const std::string& hex) {
   return out;
 }
 
-nlohmann::json golden_cases() {
+nlohmann::json golden() {
   std::ifstream in(golden_dir() / "tokenizer_smollm2.json");
   const auto doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  return doc.is_discarded() ? nlohmann::json::array() : doc.at("cases");
+  return doc.is_discarded() ? nlohmann::json::object() : doc;
+}
+
+nlohmann::json golden_cases() { return golden().value("cases", nlohmann::json::array()); }
+
+// FNV-1a (64-bit) over the ids as little-endian int32, as scripts/oracle/tokenizer_golden.py.
+std::string fnv1a64(const std::vector<std::int32_t>& ids) {
+  std::uint64_t h = 0xCBF29CE484222325u;
+  for (const std::int32_t id : ids)
+    for (int shift = 0; shift < 32; shift += 8) h = (h ^ ((std::uint32_t(id) >> shift) & 0xFFu)) * 0x100000001B3u;
+  return fmt::format("{:016x}", h);
 }
 
 TEST(TokenizerGguf, ReadsSmolLM2Metadata) {
@@ -63,6 +73,19 @@ TEST(TokenizerGguf, MatchesLlamaCppOnEveryGoldenText) {
     const auto ids = smollm2_tokenizer().encode(bytes, {.parse_special = c.at("parse_special").get<bool>()});
     EXPECT_EQ(ids, c.at("ids").get<std::vector<std::int32_t>>()) << "case " << c.at("name");
   }
+}
+
+TEST(TokenizerGguf, MatchesLlamaCppOnTheWholeHeldOutText) {
+  KVC_REQUIRE_SMOLLM2();
+  KVC_REQUIRE_MODELS();
+  const auto expected = golden().value("corpus", nlohmann::json::object());
+  ASSERT_TRUE(expected.contains("ids_fnv1a64")) << "cannot read " << golden_dir() / "tokenizer_smollm2.json";
+  const std::string text = read_bytes(models_dir() / engine::text_file);
+  ASSERT_EQ(text.size(), expected.at("bytes").get<std::size_t>());
+  const auto ids = smollm2_tokenizer().encode(text);
+  EXPECT_EQ(ids.size(), expected.at("tokens").get<std::size_t>());
+  EXPECT_EQ(fnv1a64(ids), expected.at("ids_fnv1a64").get<std::string>());
+  EXPECT_EQ(smollm2_tokenizer().decode(ids), text);
 }
 
 TEST(TokenizerGguf, DecodeInvertsEncodeOnValidUtf8) {
