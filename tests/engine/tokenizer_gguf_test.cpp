@@ -1,6 +1,7 @@
 // The GGUF tokenizers: SmolLM2's byte-level BPE token for token against llama.cpp
 // (golden/tokenizer_smollm2.json, written by scripts/oracle/tokenizer_golden.py), round trips,
 // special tokens, small hand-made vocabularies, and corrupt metadata.
+#include "engine/gguf_writer.hpp"
 #include "engine/models.hpp"
 
 #include "kvc/core/error.hpp"
@@ -211,6 +212,53 @@ TEST(TokenizerSpm, AgreesWithLlama2cOnTheSameVocabulary) {
   text += " caf\xC3\xA9 \xF0\x9F\x98\x80";  // byte fallback too
   EXPECT_EQ(spm.encode(text, {.add_bos = true}), llama2c.encode(text, true));
   EXPECT_EQ(spm.decode(spm.encode(text)), text);
+}
+
+// tiny_bpe written as GGUF metadata, then read back.
+GgufWriter tiny_bpe_gguf(const std::string& model = "gpt2") {
+  const TokenizerSpec spec = tiny_bpe({"ab", "bc"}, {"b c", "a b"});
+  std::vector<std::int32_t> types;
+  for (const TokenType t : spec.token_types) types.push_back(std::int32_t(t));
+  GgufWriter w;
+  w.string("tokenizer.ggml.model", model)
+      .strings("tokenizer.ggml.tokens", spec.tokens)
+      .array("tokenizer.ggml.token_type", engine::GgufType::i32, types)
+      .strings("tokenizer.ggml.merges", spec.merges)
+      .string("tokenizer.ggml.pre", "smollm")
+      .u32("tokenizer.ggml.eos_token_id", std::uint32_t(spec.eos_id))
+      .scalar<std::uint8_t>("tokenizer.ggml.add_bos_token", engine::GgufType::boolean, 0);
+  return w;
+}
+
+std::string gguf_error(const GgufWriter& w) {
+  const auto path = temp_dir() / "tokenizer.gguf";
+  write_bytes(path, w.bytes());
+  try {
+    (void)engine::tokenizer_from_gguf(engine::GgufFile::open(path));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(TokenizerGgufMetadata, ReadsAWrittenFileAndNamesBadKeys) {
+  const auto path = temp_dir() / "tiny.gguf";
+  write_bytes(path, tiny_bpe_gguf().bytes());
+  const Tokenizer t = engine::tokenizer_from_gguf(engine::GgufFile::open(path));
+  EXPECT_EQ(t.model(), TokenizerModel::bpe);
+  EXPECT_EQ(t.bos_id(), -1);
+  EXPECT_EQ(t.eos_id(), 258);
+  EXPECT_FALSE(t.add_bos());
+  EXPECT_EQ(t.encode("abc1<|end|>", {.parse_special = true}),
+            (std::vector<std::int32_t>{t.lookup("a"), t.lookup("bc"), t.lookup("1"), 258}));
+
+  EXPECT_THAT(gguf_error(tiny_bpe_gguf("bert")), HasSubstr("tokenizer.ggml.model = \"bert\" is not supported"));
+  EXPECT_THAT(gguf_error(GgufWriter().string("tokenizer.ggml.model", "gpt2")), HasSubstr("tokenizer.ggml.tokens"));
+  EXPECT_THAT(gguf_error(tiny_bpe_gguf().u32("tokenizer.ggml.bos_token_id", 5000)),
+              HasSubstr("tokenizer.ggml.bos_token_id = 5000 is outside the vocabulary of 259 tokens"));
+  EXPECT_THAT(gguf_error(tiny_bpe_gguf().strings("tokenizer.ggml.scores", {"x"})), HasSubstr("tokenizer.ggml.scores"));
+  EXPECT_THAT(gguf_error(tiny_bpe_gguf().u32("tokenizer.ggml.padding_token_id", 0xFFFFFFFFu)),
+              HasSubstr("tokenizer.ggml.padding_token_id = 4294967295 is not a token id"));
 }
 
 std::string spec_error(TokenizerSpec spec) {
