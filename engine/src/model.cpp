@@ -35,6 +35,10 @@ void Config::validate() const {
     fail(where, "n_kv_heads ({}) must divide n_heads ({})", n_kv_heads, n_heads);
   if ((dim / n_heads) % 2 != 0)
     fail(where, "head size dim/n_heads = {} must be even for RoPE on adjacent pairs", dim / n_heads);
+  if (rope_dim < 0 || rope_dim > dim / n_heads || rope_dim % 2 != 0)
+    fail(where, "rope_dim = {} must be even and at most the head size {}", rope_dim, dim / n_heads);
+  if (!(rope_base > 1.0f) || !std::isfinite(rope_base)) fail(where, "rope_base = {} must be finite and > 1", rope_base);
+  if (!(norm_eps > 0.0f) || !(norm_eps < 1.0f)) fail(where, "norm_eps = {} must be in (0, 1)", norm_eps);
 }
 
 std::size_t Config::weight_floats(bool with_rope_tables) const noexcept {
@@ -62,18 +66,25 @@ Model Model::from_floats(const Config& config, std::vector<float> floats) {
   Model model;
   model.config_ = config;
   model.storage_ = std::move(floats);
-  for (std::size_t i = 0; i < model.storage_.size(); ++i)
-    if (!std::isfinite(model.storage_[i]))
-      fail("kvc::engine::Model", "weight {} of {} is not finite ({})", i, model.storage_.size(),
-           model.storage_[i]);
-  model.bind();
+  model.check_finite("kvc::engine::Model");
+  model.bind(true);
   return model;
+}
+
+void Model::check_finite(std::string_view where) const {
+  for (std::size_t i = 0; i < storage_.size(); ++i)
+    if (!std::isfinite(storage_[i]))
+      fail(where, "weight {} of {} is not finite ({})", i, storage_.size(), storage_[i]);
 }
 
 Model Model::load(const std::filesystem::path& path) {
   const std::string where = fmt::format("kvc::engine::Model::load({})", path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(where, "cannot open the file");
+  char magic[4] = {};
+  if (in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0) return from_gguf(GgufFile::open(path));
+  in.clear();
+  in.seekg(0);
   std::error_code ec;
   const auto file_size = std::filesystem::file_size(path, ec);
   if (ec) fail(where, "cannot read the file size: {}", ec.message());
@@ -114,7 +125,7 @@ Model Model::load(const std::filesystem::path& path) {
   }
 }
 
-void Model::bind() {
+void Model::bind(bool rope_gap) {
   const Config& c = config_;
   const std::size_t d = std::size_t(c.dim), h = std::size_t(c.hidden_dim), l = std::size_t(c.n_layers);
   const std::size_t v = std::size_t(c.vocab_size), kv = c.kv_dim();
@@ -139,7 +150,7 @@ void Model::bind() {
   if (c.shared_classifier) {
     w.classifier = w.token_embedding;
   } else {
-    take(std::size_t(c.seq_len) * c.head_dim());  // the two legacy RoPE tables
+    if (rope_gap) take(std::size_t(c.seq_len) * c.head_dim());  // the two legacy RoPE tables
     w.classifier = take(v * d);
   }
 }

@@ -1,34 +1,86 @@
 #include "kvc_engine/ops.hpp"
 
 #include "kvc/core/dot.hpp"
+#include "kvc/kernels/table.hpp"
+#include "matmul_kernels.hpp"
+#include "parallel.hpp"
 
 #include <algorithm>
 #include <cmath>
 
 namespace kvc::engine::ops {
 
-void matvec(std::span<float> out, std::span<const float> w, std::span<const float> x) noexcept {
-  const std::size_t n = x.size();
-  const float* xp = x.data();
-  for (std::size_t r = 0; r < out.size(); ++r) out[r] = kvc::dot(w.data() + r * n, xp, n);
+namespace {
+
+struct MatmulJob {
+  float* out;
+  const float* w;
+  const float* x;
+  std::size_t n, rows, cols, rows_per_task;
+  bool avx2;
+};
+
+void matmul_task(void* context, std::size_t task) noexcept {
+  const auto& j = *static_cast<const MatmulJob*>(context);
+  const std::size_t r0 = task * j.rows_per_task;
+  const std::size_t r1 = std::min(j.rows, r0 + j.rows_per_task);
+  if (r0 >= r1) return;
+  if (j.avx2) {
+    detail::matmul_rows_avx2(j.out, j.rows, j.w, j.x, j.n, j.cols, r0, r1);
+    return;
+  }
+  for (std::size_t t = 0; t < j.n; ++t)
+    for (std::size_t r = r0; r < r1; ++r) j.out[t * j.rows + r] = kvc::dot(j.w + r * j.cols, j.x + t * j.cols, j.cols);
 }
 
-void rmsnorm(std::span<float> out, std::span<const float> x, std::span<const float> weight) noexcept {
+bool use_avx2() noexcept {
+  static const bool avx2 = kvc::kernels::active().isa != kvc::kernels::Isa::scalar;
+  return avx2;
+}
+
+}  // namespace
+
+void matmul(std::span<float> out, std::span<const float> w, std::span<const float> x, std::size_t n) noexcept {
+  const std::size_t cols = x.size() / n, rows = w.size() / cols;
+  MatmulJob job{out.data(), w.data(), x.data(), n, rows, cols, rows, use_avx2() && cols % 8 == 0};
+  // Below ~64K multiply-adds a second thread costs more than it saves (stories260K's layers).
+  auto& pool = detail::ThreadPool::instance();
+  const std::size_t tasks = rows * cols * n < (std::size_t{1} << 16) ? 1 : pool.size();
+  job.rows_per_task = (rows + tasks - 1) / tasks;
+  job.rows_per_task = (job.rows_per_task + 2) / 3 * 3;  // whole 3-row tiles
+  pool.run(tasks, matmul_task, &job);
+}
+
+void matvec(std::span<float> out, std::span<const float> w, std::span<const float> x) noexcept {
+  matmul(out, w, x, 1);
+}
+
+void rmsnorm(std::span<float> out, std::span<const float> x, std::span<const float> weight, float eps) noexcept {
   float ss = 0.0f;
   for (const float v : x) ss += v * v;
-  ss = 1.0f / std::sqrt(ss / float(x.size()) + 1e-5f);
+  ss = 1.0f / std::sqrt(ss / float(x.size()) + eps);
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = weight[i] * (ss * x[i]);
 }
 
-void rope(std::span<float> v, std::size_t head_dim, std::int32_t position, float theta) noexcept {
-  for (std::size_t i = 0; i < v.size(); i += 2) {
-    const std::size_t d = i % head_dim;
-    const float freq = 1.0f / std::pow(theta, float(d) / float(head_dim));
+void rope_angles(std::span<float> cos_sin, std::int32_t position, float theta) noexcept {
+  const std::size_t rotary_dim = cos_sin.size();
+  for (std::size_t i = 0; i < rotary_dim; i += 2) {
+    const float freq = 1.0f / std::pow(theta, float(i) / float(rotary_dim));
     const float angle = float(position) * freq;
-    const float c = std::cos(angle), s = std::sin(angle);
-    const float a = v[i], b = v[i + 1];
-    v[i] = a * c - b * s;
-    v[i + 1] = a * s + b * c;
+    cos_sin[i] = std::cos(angle);
+    cos_sin[i + 1] = std::sin(angle);
+  }
+}
+
+void rope(std::span<float> v, std::size_t head_dim, std::span<const float> cos_sin) noexcept {
+  for (std::size_t head = 0; head < v.size(); head += head_dim) {
+    float* x = v.data() + head;
+    for (std::size_t i = 0; i < cos_sin.size(); i += 2) {
+      const float c = cos_sin[i], s = cos_sin[i + 1];
+      const float a = x[i], b = x[i + 1];
+      x[i] = a * c - b * s;
+      x[i + 1] = a * s + b * c;
+    }
   }
 }
 

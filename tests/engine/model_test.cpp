@@ -1,10 +1,12 @@
 // Loading llama2.c checkpoints: the real one, and corrupted copies that must be rejected clearly.
+#include "engine/gguf_writer.hpp"
 #include "engine/models.hpp"
 
 #include "kvc/core/error.hpp"
 
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -13,6 +15,7 @@ namespace kvc::test {
 namespace {
 
 using engine::Model;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string load_error(const std::filesystem::path& p) {
@@ -107,6 +110,119 @@ TEST(Model, RejectsNonFiniteWeights) {
 
 TEST(Model, RejectsAMissingFile) {
   EXPECT_THAT(load_error(temp_dir() / "absent.bin"), HasSubstr("cannot open"));
+}
+
+TEST(Model, LoadsSmolLM2FromGguf) {
+  KVC_REQUIRE_SMOLLM2();
+  const auto& c = smollm2().config();
+  EXPECT_EQ(c.dim, 576);
+  EXPECT_EQ(c.hidden_dim, 1536);
+  EXPECT_EQ(c.n_layers, 30);
+  EXPECT_EQ(c.n_heads, 9);
+  EXPECT_EQ(c.n_kv_heads, 3);
+  EXPECT_EQ(c.vocab_size, 49152);
+  EXPECT_EQ(c.seq_len, 8192);
+  EXPECT_EQ(c.head_dim(), 64u);
+  EXPECT_EQ(c.rotary_dim(), 64u);
+  EXPECT_EQ(c.rope_base, 100000.0f);
+  EXPECT_EQ(c.norm_eps, 1e-5f);
+  EXPECT_TRUE(c.shared_classifier);
+  EXPECT_EQ(smollm2().weights().classifier.data(), smollm2().weights().token_embedding.data());
+  EXPECT_EQ(smollm2().weights().rms_final.size(), 576u);
+}
+
+// A two-layer llama in GGUF written by the test: dim 8, 2 heads sharing 1 KV head, vocab 5.
+struct TinyLlama {
+  GgufWriter w;
+  std::vector<std::string> skip;  // tensors and keys left out
+  std::string arch = "llama";
+
+  bool keep(const std::string& name) const { return std::find(skip.begin(), skip.end(), name) == skip.end(); }
+  std::string bytes() {
+    w.string("general.architecture", arch);
+    for (const auto& [key, value] : std::vector<std::pair<std::string, std::uint32_t>>{
+             {"llama.block_count", 2}, {"llama.embedding_length", 8}, {"llama.feed_forward_length", 16},
+             {"llama.attention.head_count", 2}, {"llama.attention.head_count_kv", 1}, {"llama.context_length", 32}})
+      if (keep(key)) w.u32(key, value);
+    if (keep("llama.attention.layer_norm_rms_epsilon")) w.f32("llama.attention.layer_norm_rms_epsilon", 1e-6f);
+    w.f32("llama.rope.freq_base", 500.0f);
+    float next = 0.0f;
+    const auto add = [&](const std::string& name, std::vector<std::uint64_t> dims) {
+      if (!keep(name)) return;
+      std::size_t n = 1;
+      for (const auto d : dims) n *= d;
+      std::vector<float> v(n);
+      for (auto& x : v) x = (next += 0.001f);
+      w.tensor(name, std::move(dims), engine::GgmlType::f32, f32_bytes(v));
+    };
+    add("token_embd.weight", {8, 5});
+    for (int l = 0; l < 2; ++l) {
+      const std::string b = "blk." + std::to_string(l) + ".";
+      add(b + "attn_norm.weight", {8});
+      add(b + "attn_q.weight", {8, 8});
+      add(b + "attn_k.weight", {8, 4});
+      add(b + "attn_v.weight", {8, 4});
+      add(b + "attn_output.weight", {8, 8});
+      add(b + "ffn_norm.weight", {8});
+      add(b + "ffn_gate.weight", {8, 16});
+      add(b + "ffn_down.weight", {16, 8});
+      add(b + "ffn_up.weight", {8, 16});
+    }
+    add("output_norm.weight", {8});
+    add("output.weight", {8, 5});
+    return w.bytes();
+  }
+};
+
+TEST(Model, LoadsALlamaGguf) {
+  TinyLlama tiny;
+  const auto p = temp_dir() / "tiny.gguf";
+  write_bytes(p, tiny.bytes());
+  const Model m = Model::load(p);
+  const auto& c = m.config();
+  EXPECT_EQ(c.dim, 8);
+  EXPECT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.n_kv_heads, 1);
+  EXPECT_EQ(c.vocab_size, 5);
+  EXPECT_EQ(c.seq_len, 32);
+  EXPECT_EQ(c.norm_eps, 1e-6f);
+  EXPECT_EQ(c.rope_base, 500.0f);
+  EXPECT_EQ(c.rotary_dim(), 4u);
+  EXPECT_FALSE(c.shared_classifier) << "output.weight present";
+  // Values were written in order 0.001, 0.002, ...: the tensors land where Weights says.
+  EXPECT_FLOAT_EQ(m.weights().token_embedding[0], 0.001f);
+  EXPECT_FLOAT_EQ(m.weights().rms_att[0], 0.041f);
+  EXPECT_NEAR(m.weights().rms_att[8], 0.041f + 0.001f * (8 + 64 + 32 + 32 + 64 + 8 + 3 * 128), 1e-5f);
+  EXPECT_NE(m.weights().classifier.data(), m.weights().token_embedding.data());
+}
+
+TEST(Model, RejectsBadLlamaGgufs) {
+  const auto error_of = [](TinyLlama tiny) {
+    const auto p = temp_dir() / "bad.gguf";
+    write_bytes(p, tiny.bytes());
+    return load_error(p);
+  };
+  TinyLlama gpt2;
+  gpt2.arch = "gpt2";
+  EXPECT_THAT(error_of(gpt2), HasSubstr("general.architecture is 'gpt2'; only 'llama' is supported"));
+  TinyLlama missing;
+  missing.skip = {"blk.1.ffn_up.weight"};
+  EXPECT_THAT(error_of(missing), HasSubstr("tensor 'blk.1.ffn_up.weight' is missing"));
+  TinyLlama shape;
+  shape.skip = {"blk.0.attn_k.weight"};
+  shape.w.tensor("blk.0.attn_k.weight", {8, 8}, engine::GgmlType::f32, f32_bytes(std::vector<float>(64)));
+  EXPECT_THAT(error_of(shape), HasSubstr("tensor 'blk.0.attn_k.weight' has shape [8, 8, 1, 1] (ggml order, 2 dims); expected [8, 4]"));
+  TinyLlama type;
+  type.skip = {"output_norm.weight"};
+  type.w.tensor("output_norm.weight", {8}, engine::GgmlType::i32, std::string(32, '\0'));
+  EXPECT_THAT(error_of(type), HasSubstr("tensor 'output_norm.weight' has type I32, which the engine cannot read"));
+  TinyLlama no_key;
+  no_key.skip = {"llama.attention.layer_norm_rms_epsilon"};
+  EXPECT_THAT(error_of(no_key), AllOf(HasSubstr("bad.gguf"), HasSubstr("'llama.attention.layer_norm_rms_epsilon' is missing")));
+  TinyLlama heads;
+  heads.skip = {"llama.attention.head_count_kv"};
+  heads.w.u32("llama.attention.head_count_kv", 3);
+  EXPECT_THAT(error_of(heads), HasSubstr("n_kv_heads (3) must divide n_heads (2)"));
 }
 
 }  // namespace

@@ -31,6 +31,22 @@ inline std::filesystem::path models_dir() {
     if (!kvc_missing_.empty()) FAIL() << kvc_missing_;                                    \
   } while (false)
 
+// SmolLM2-135M-Instruct (98 MB, not bundled): tests that need it SKIP, saying why, when it is
+// absent (scripts/fetch_models.sh fetches it). Use as: KVC_REQUIRE_SMOLLM2(); at the top of a test.
+#define KVC_REQUIRE_SMOLLM2()                                                                          \
+  do {                                                                                                 \
+    if (::kvc::engine::find_smollm2(::kvc::test::models_dir()).empty())                                \
+      GTEST_SKIP() << ::kvc::engine::smollm2_file << " not found in " << ::kvc::test::models_dir()     \
+                   << " nor " << ::kvc::engine::download_cache_dir()                                  \
+                   << "; run scripts/fetch_models.sh to download it";                                \
+  } while (false)
+
+// Loaded once per test process (540 MB of float32 weights; about a second).
+inline const engine::Model& smollm2() {
+  static const engine::Model m = engine::Model::load(engine::find_smollm2(models_dir()));
+  return m;
+}
+
 // Loaded once per test process and read-only. The encoded text is separate and lazy: encoding
 // 790 KB takes a second or two, and ctest runs every test in its own process.
 struct Bundle {
@@ -66,6 +82,11 @@ inline const std::vector<std::int32_t>& corpus() {
   static const std::vector<std::int32_t> tokens =
       engine::encode_corpus(bundle().tokenizer, engine::read_text_file(models_dir() / engine::text_file));
   return tokens;
+}
+
+// Committed reference data: tests/engine/golden in the source tree.
+inline std::filesystem::path golden_dir() {
+  return std::filesystem::path(KVC_ENGINE_SOURCE_TREE) / "tests" / "engine" / "golden";
 }
 
 // A fresh temporary folder per test.

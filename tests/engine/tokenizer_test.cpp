@@ -79,5 +79,42 @@ TEST(Tokenizer, RejectsBadFiles) {
   EXPECT_THAT(load_error(dir / "absent.bin"), HasSubstr("cannot open"));
 }
 
+// The first `count` entries of tok512.bin as a tokenizer.bin of its own.
+std::string truncated_vocabulary(std::int32_t count) {
+  const std::string good = read_bytes(models_dir() / engine::tokenizer_file);
+  std::size_t end = 4;
+  for (std::int32_t i = 0; i < count; ++i) {
+    std::int32_t length = 0;
+    std::memcpy(&length, good.data() + end + 4, 4);
+    end += 8 + std::size_t(length);
+  }
+  return good.substr(0, end);
+}
+
+TEST(Tokenizer, RejectsVocabularyWithoutByteTokens) {
+  KVC_REQUIRE_MODELS();
+  // 64 tokens: ids 3..63 are the bytes 0x00..0x3C, so "~" (0x7E) has neither a token nor its
+  // byte token 0x7E + 3 = 129, and llama2.c's fallback would read token 129 of 64.
+  const auto dir = temp_dir();
+  write_bytes(dir / "small.bin", truncated_vocabulary(64));
+  try {
+    const Tokenizer t = Tokenizer::load(dir / "small.bin", 64);
+    (void)t.encode("a~b", false);
+    ADD_FAILURE() << "a 64-token vocabulary without the byte tokens loaded";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("token 64 must be the byte token <0x3D>"));
+  }
+}
+
+TEST(Tokenizer, Llama2cIds) {
+  KVC_REQUIRE_MODELS();
+  const Tokenizer& t = bundle().tokenizer;
+  EXPECT_EQ(t.bos_id(), Tokenizer::bos);
+  EXPECT_EQ(t.eos_id(), Tokenizer::eos);
+  EXPECT_TRUE(t.add_bos());
+  EXPECT_EQ(t.model(), engine::TokenizerModel::llama2c);
+  EXPECT_EQ(t.lookup("<0x7E>"), 0x7E + Tokenizer::byte_offset);
+}
+
 }  // namespace
 }  // namespace kvc::test

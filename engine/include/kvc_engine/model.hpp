@@ -1,9 +1,13 @@
 #pragma once
-// A llama2.c checkpoint (legacy "v0" format) held in memory, validated on load.
+// A llama-architecture model held in memory as float32, validated on load: a llama2.c checkpoint
+// (legacy "v0" format) or a GGUF file (general.architecture "llama", e.g. SmolLM2-135M).
 //
 // The engine is the worked example of how an inference engine integrates kvcompress, so the
-// model is deliberately plain: float32 weights in std::vectors, no quantization, no threads.
+// model is deliberately plain: float32 weights in one std::vector. GGUF tensors (Q4_1, Q8_0, ...)
+// are dequantized at load: 135M parameters take 540 MB, and float32 rows let prefill use
+// matrix-matrix products without a kernel per block format (docs/model.md).
 #include "kvc/core/shape.hpp"
+#include "kvc_engine/gguf.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -13,7 +17,8 @@
 
 namespace kvc::engine {
 
-// The seven int32 header fields of a llama2.c v0 checkpoint.
+// The seven int32 header fields of a llama2.c v0 checkpoint, and the hyperparameters a GGUF file
+// adds (llama2.c's fixed values by default).
 struct Config {
   std::int32_t dim = 0;
   std::int32_t hidden_dim = 0;
@@ -21,11 +26,15 @@ struct Config {
   std::int32_t n_heads = 0;
   std::int32_t n_kv_heads = 0;
   std::int32_t vocab_size = 0;  // always positive here; see shared_classifier
-  std::int32_t seq_len = 0;
+  std::int32_t seq_len = 0;  // the trained context length (GGUF llama.context_length)
   // llama2.c stores a negative vocab_size when the classifier has its own matrix.
   bool shared_classifier = true;
+  float rope_base = 10000.0f;  // theta of RoPE
+  std::int32_t rope_dim = 0;   // leading dims of each head that RoPE rotates; 0: all (head_dim)
+  float norm_eps = 1e-5f;      // RMSNorm epsilon
 
   [[nodiscard]] std::size_t head_dim() const noexcept { return std::size_t(dim / n_heads); }
+  [[nodiscard]] std::size_t rotary_dim() const noexcept { return rope_dim ? std::size_t(rope_dim) : head_dim(); }
   [[nodiscard]] std::size_t kv_dim() const noexcept { return head_dim() * std::size_t(n_kv_heads); }
   [[nodiscard]] Shape attention_shape() const noexcept {
     return Shape{std::size_t(n_layers), std::size_t(n_heads), std::size_t(n_kv_heads), head_dim()};
@@ -55,9 +64,13 @@ struct Weights {
 
 class Model {
  public:
-  // Reads and validates a checkpoint: header fields, exact file size, finite weights.
-  // Throws kvc::Error with the path and what is wrong.
+  // Reads and validates a llama2.c checkpoint (header fields, exact file size, finite weights) or,
+  // recognized by its magic, a GGUF file (see from_gguf). Throws kvc::Error with the path and
+  // what is wrong.
   [[nodiscard]] static Model load(const std::filesystem::path& path);
+  // A llama GGUF: hyperparameters from the llama.* metadata, every tensor's name, shape and type
+  // checked, weights dequantized to float32; output.weight if present, else the tied embedding.
+  [[nodiscard]] static Model from_gguf(const GgufFile& file);
   // Builds a model from a header and a flat weight array (tests, synthetic models).
   [[nodiscard]] static Model from_floats(const Config& config, std::vector<float> floats);
 
@@ -71,7 +84,10 @@ class Model {
 
  private:
   Model() = default;
-  void bind();
+  // Sets the weight views over storage_; `rope_gap`: an unshared classifier follows llama2.c's
+  // legacy RoPE tables.
+  void bind(bool rope_gap);
+  void check_finite(std::string_view where) const;
 
   Config config_;
   std::vector<float> storage_;

@@ -9,10 +9,16 @@ namespace kvc::engine::ops {
 
 // out[r] = sum_c w[r][c] * x[c], w row-major [out.size()][x.size()].
 void matvec(std::span<float> out, std::span<const float> w, std::span<const float> x) noexcept;
-// out = x / rms(x) * weight, eps 1e-5 as in llama2.c.
-void rmsnorm(std::span<float> out, std::span<const float> x, std::span<const float> weight) noexcept;
-// Rotates adjacent pairs (2i, 2i+1) of each head of `v` by position * theta^(-2i/head_dim).
-void rope(std::span<float> v, std::size_t head_dim, std::int32_t position, float theta = 10000.0f) noexcept;
+// For n rows of x ([n][cols]): out[t][r] = sum_c w[r][c] * x[t][c]; w is [rows][cols], out [n][rows].
+void matmul(std::span<float> out, std::span<const float> w, std::span<const float> x, std::size_t n) noexcept;
+// out = x / sqrt(mean(x^2) + eps) * weight (llama2.c: eps 1e-5).
+void rmsnorm(std::span<float> out, std::span<const float> x, std::span<const float> weight, float eps = 1e-5f) noexcept;
+// The rotation of RoPE at `position`: cos_sin[2i], cos_sin[2i+1] = cos, sin of
+// position * theta^(-2i/rotary_dim) for the rotary_dim / 2 pairs.
+void rope_angles(std::span<float> cos_sin, std::int32_t position, float theta) noexcept;
+// Rotates adjacent pairs (2i, 2i+1) of the first cos_sin.size() dims of each head of `v`
+// (the GGUF llama and llama2.c convention; the rest of a head is left as is).
+void rope(std::span<float> v, std::size_t head_dim, std::span<const float> cos_sin) noexcept;
 // In place softmax; returns nothing, max-subtracted for stability.
 void softmax(std::span<float> x) noexcept;
 // h1[i] = silu(h1[i]) * h3[i].

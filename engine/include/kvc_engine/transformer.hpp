@@ -1,9 +1,11 @@
 #pragma once
-// The forward pass of a llama2.c model over any KV cache.
+// The forward pass of a llama model over any KV cache.
 //
 // This is how an engine integrates kvcompress: one cache per sequence; for every token and every
 // layer, compute q, k, v, apply RoPE to q and k (the cache stores rotated keys), append(k, v),
 // then attend(q). The cache decides what it keeps; the engine never looks inside it.
+// A prompt can instead go through prefill(): a chunk of tokens per layer, with matrix-matrix
+// products, one cache.prefill of the chunk's keys and values and one attend of its queries.
 #include "kvc_engine/model.hpp"
 #include "kvc_engine/ops.hpp"
 
@@ -22,6 +24,13 @@ concept EngineCache = requires(C& c, std::size_t layer, std::int32_t position,
   c.attend(layer, in, out);
 };
 
+// A cache that also takes a chunk of tokens at once (kvc::KVCache, PlainCache, AnyCache).
+template <class C>
+concept PrefillCache = EngineCache<C> && requires(C& c, std::size_t layer, std::int32_t position,
+                                                  std::span<const float> in) {
+  c.prefill(layer, position, in, in);
+};
+
 class Transformer {
  public:
   explicit Transformer(const Model& model);
@@ -30,9 +39,17 @@ class Transformer {
   [[nodiscard]] const Config& config() const noexcept { return model_->config(); }
 
   // Runs `token` at `position` through the model, using and extending `cache`.
-  // Returns the next-token logits (valid until the next call).
+  // Returns the next-token logits (valid until the next call). Contract: 0 <= token < vocab_size.
   template <EngineCache Cache>
   std::span<const float> forward(Cache& cache, std::int32_t token, std::int32_t position) noexcept;
+
+  // Runs tokens at first_position, first_position + 1, ... through the model as one chunk and
+  // returns the logits of the last one, as that many forward() calls would (up to rounding).
+  // attention_output() and query() then describe the last token. Buffers grow to the largest
+  // chunk seen (callers split long prompts, e.g. into chunks of 512). Throws kvc::Error for an
+  // empty chunk or a token id out of range, and passes on the cache's errors.
+  template <PrefillCache Cache>
+  std::span<const float> prefill(Cache& cache, std::span<const std::int32_t> tokens, std::int32_t first_position);
 
   // Per layer, the attention output (before wo) of the last forward, [query_heads][head_dim];
   // and the rotated query, key and value it used. The fidelity metrics and the capture read these.
@@ -47,10 +64,18 @@ class Transformer {
   void project_qkv(std::size_t layer, std::int32_t position) noexcept;
   void finish_layer(std::size_t layer) noexcept;
   void classify() noexcept;
+  // Chunk versions over n tokens: prefill_begin checks the ids, sizes the buffers and embeds.
+  void prefill_begin(std::span<const std::int32_t> tokens, std::int32_t first_position);
+  void prefill_qkv(std::size_t layer) noexcept;
+  void prefill_finish_layer(std::size_t layer) noexcept;
+  std::span<const float> prefill_end() noexcept;
 
   const Model* model_;
   std::size_t dim_, kv_dim_, hidden_;
-  std::vector<float> x_, xb_, xb2_, hb_, hb2_, q_, k_, v_, att_out_, logits_;
+  std::vector<float> x_, xb_, xb2_, hb_, hb2_, q_, k_, v_, att_out_, logits_, rope_;
+  // Chunk buffers, [n][...] row-major; n_ tokens in the current chunk.
+  std::size_t n_ = 0;
+  std::vector<float> cx_, cxb_, cq_, ck_, cv_, catt_, ch1_, ch3_, crope_;
 };
 
 template <EngineCache Cache>
@@ -65,6 +90,21 @@ std::span<const float> Transformer::forward(Cache& cache, std::int32_t token, st
   }
   classify();
   return logits_;
+}
+
+template <PrefillCache Cache>
+std::span<const float> Transformer::prefill(Cache& cache, std::span<const std::int32_t> tokens,
+                                            std::int32_t first_position) {
+  prefill_begin(tokens, first_position);
+  const std::size_t layers = std::size_t(config().n_layers);
+  for (std::size_t l = 0; l < layers; ++l) {
+    prefill_qkv(l);
+    cache.prefill(l, first_position, std::span<const float>(ck_).first(n_ * kv_dim_),
+                  std::span<const float>(cv_).first(n_ * kv_dim_));
+    cache.attend(l, std::span<const float>(cq_).first(n_ * dim_), std::span<float>(catt_).first(n_ * dim_));
+    prefill_finish_layer(l);
+  }
+  return prefill_end();
 }
 
 }  // namespace kvc::engine
