@@ -136,8 +136,16 @@ void Transformer::prefill_finish_layer(std::size_t l) noexcept {
   for (std::size_t i = 0; i < n * dim_; ++i) cx_[i] += cxb_[i];
 }
 
-std::span<const float> Transformer::prefill_end() noexcept {
+std::span<const float> Transformer::prefill_end(std::span<float> all_logits) {
   const std::size_t n = n_;
+  if (!all_logits.empty()) {
+    const Weights& w = model_->weights();
+    for (std::size_t t = 0; t < n; ++t) {
+      const auto row = std::span(cx_).subspan(t * dim_, dim_);
+      ops::rmsnorm(std::span(cxb_).subspan(t * dim_, dim_), row, w.rms_final, config().norm_eps);
+    }
+    ops::matmul(all_logits, w.classifier, std::span<const float>(cxb_).first(n * dim_), n);
+  }
   std::copy_n(cq_.begin() + std::ptrdiff_t((n - 1) * dim_), dim_, q_.begin());
   std::copy_n(cx_.begin() + std::ptrdiff_t((n - 1) * dim_), dim_, x_.begin());
   classify();
