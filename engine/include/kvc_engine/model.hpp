@@ -5,7 +5,8 @@
 // The engine is the worked example of how an inference engine integrates kvcompress, so the
 // model is deliberately plain: float32 weights in one std::vector. GGUF tensors (Q4_1, Q8_0, ...)
 // are dequantized at load: 135M parameters take 540 MB, and float32 rows let prefill use
-// matrix-matrix products without a kernel per block format (docs/model.md).
+// matrix-matrix products without a kernel per block format. Decode, bound by the bytes of weights
+// it reads, uses the file's own blocks where a kernel exists (quant_weights(); docs/model.md).
 #include "kvc/core/shape.hpp"
 #include "kvc_engine/dequant.hpp"
 #include "kvc_engine/gguf.hpp"

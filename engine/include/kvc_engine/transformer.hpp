@@ -99,10 +99,10 @@ std::span<const float> Transformer::forward(Cache& cache, std::int32_t token, st
 template <PrefillCache Cache>
 std::span<const float> Transformer::prefill(Cache& cache, std::span<const std::int32_t> tokens,
                                             std::int32_t first_position, std::span<float> all_logits) {
-  prefill_begin(tokens, first_position);
   if (!all_logits.empty() && all_logits.size() != tokens.size() * std::size_t(config().vocab_size))
     fail("kvc::engine::Transformer::prefill", "all_logits holds {} floats, not tokens * vocab_size = {}",
          all_logits.size(), tokens.size() * std::size_t(config().vocab_size));
+  prefill_begin(tokens, first_position);
   const std::size_t layers = std::size_t(config().n_layers);
   for (std::size_t l = 0; l < layers; ++l) {
     prefill_qkv(l);
