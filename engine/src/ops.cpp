@@ -102,6 +102,7 @@ void matmul(std::span<float> out, std::span<const float> w, std::span<const floa
 
 void matmul(std::span<float> out, std::span<const float> w, std::span<const float> x, std::size_t n,
             kernels::Isa isa) noexcept {
+  KVC_CONTRACT(n > 0 && !x.empty() && x.size() % n == 0, "matmul: x must hold n > 0 rows");
   const std::size_t cols = x.size() / n, rows = w.size() / cols;
   KVC_CONTRACT(rows * cols == w.size() && cols * n == x.size() && out.size() == rows * n,
                "matmul: w must be [rows][cols], x [n][cols], out [n][rows]");
