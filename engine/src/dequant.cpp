@@ -225,6 +225,8 @@ float f16_to_f32(std::uint16_t h) noexcept {
 
 bool can_dequantize(GgmlType type) noexcept { return row_function(type) != nullptr; }
 
+bool has_quant_matvec(GgmlType type) noexcept { return type == GgmlType::q4_1 || type == GgmlType::q8_0; }
+
 void dequantize(GgmlType type, std::span<const std::byte> in, std::span<float> out) {
   constexpr std::string_view where = "kvc::engine::dequantize";
   const RowFn row = row_function(type);

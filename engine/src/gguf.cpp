@@ -133,7 +133,7 @@ GgufValue read_value(Cursor& in, std::string_view field) {
   return v;
 }
 
-// a * b, or nullopt-like false on overflow of 2^62 (a margin below size_t that keeps sums safe).
+// out = a * b; false when that exceeds 2^62 (a margin below 2^64 that keeps offset + bytes safe).
 bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
   constexpr std::uint64_t limit = std::uint64_t{1} << 62;
   if (a != 0 && b > limit / a) return false;

@@ -1,7 +1,10 @@
-// AVX2 + FMA tiles of ops::matmul (compiled with -mavx2 -mfma; called only when the CPU has both).
+// AVX2 + FMA + F16C kernels of ops::matmul and ops::matvec_quant (compiled with those flags;
+// called only when the kvc kernel choice is AVX2 or wider, which implies all three).
 #include "matmul_kernels.hpp"
 
 #include <immintrin.h>
+
+#include <cstdint>
 
 namespace kvc::engine::detail {
 namespace {
@@ -39,7 +42,65 @@ inline void rows(float* out, std::size_t out_stride, const float* w, const float
   for (; t < n; ++t) tile<R, 1>(out + t * out_stride, out_stride, w, x + t * cols, cols);
 }
 
+inline float load_f16(const std::byte* p) noexcept {
+  std::uint16_t h;
+  __builtin_memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Eight bytes as floats (unsigned / signed).
+inline __m256 u8x8(__m128i bytes) noexcept { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)); }
+inline __m256 i8x8(const std::byte* p) noexcept {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
 }  // namespace
+
+// Per block, sum_j (d q_j + m) x_j = d (q . x) + m sum(x): the nibbles widen to floats, the block's
+// q . x accumulates as a vector scaled by d, and m sum(x) uses the caller's block sums. x stays
+// float32 (llama.cpp quantizes it to int8 per block, which measured 1.5x faster here but moves
+// the logits by up to 1.3 from the float32 prefill's; docs/model.md).
+void matvec_q4_1_avx2(float* out, const std::byte* w, std::size_t row_bytes, const float* x, const float* xsum,
+                      std::size_t cols, std::size_t r0, std::size_t r1) noexcept {
+  const std::size_t blocks = cols / 32;
+  const __m128i low = _mm_set1_epi8(0x0F);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::byte* b = w + r * row_bytes;
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0.0f;
+    for (std::size_t k = 0; k < blocks; ++k, b += 20) {
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4));
+      // Elements 0-15 are the low nibbles, 16-31 the high ones.
+      const __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+      const float* xb = x + 32 * k;
+      __m256 t = _mm256_mul_ps(u8x8(lo), _mm256_loadu_ps(xb));
+      t = _mm256_fmadd_ps(u8x8(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(xb + 8), t);
+      t = _mm256_fmadd_ps(u8x8(hi), _mm256_loadu_ps(xb + 16), t);
+      t = _mm256_fmadd_ps(u8x8(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(xb + 24), t);
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b)), t, acc);
+      offset += load_f16(b + 2) * xsum[k];
+    }
+    out[r] = hsum(acc) + offset;
+  }
+}
+
+void matvec_q8_0_avx2(float* out, const std::byte* w, std::size_t row_bytes, const float* x, std::size_t cols,
+                      std::size_t r0, std::size_t r1) noexcept {
+  const std::size_t blocks = cols / 32;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::byte* b = w + r * row_bytes;
+    __m256 acc = _mm256_setzero_ps();
+    for (std::size_t k = 0; k < blocks; ++k, b += 34) {
+      const float* xb = x + 32 * k;
+      __m256 t = _mm256_mul_ps(i8x8(b + 2), _mm256_loadu_ps(xb));
+      t = _mm256_fmadd_ps(i8x8(b + 10), _mm256_loadu_ps(xb + 8), t);
+      t = _mm256_fmadd_ps(i8x8(b + 18), _mm256_loadu_ps(xb + 16), t);
+      t = _mm256_fmadd_ps(i8x8(b + 26), _mm256_loadu_ps(xb + 24), t);
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b)), t, acc);
+    }
+    out[r] = hsum(acc);
+  }
+}
 
 void matmul_rows_avx2(float* out, std::size_t out_stride, const float* w, const float* x, std::size_t n,
                       std::size_t cols, std::size_t r0, std::size_t r1) noexcept {

@@ -18,7 +18,7 @@ std::int32_t get_count(const GgufFile& f, const std::string& key) {
 
 }  // namespace
 
-Model Model::from_gguf(const GgufFile& f) {
+Model Model::read_gguf(const GgufFile& f) {
   const std::string where = fmt::format("kvc::engine::Model::from_gguf({})", f.path().string());
   const std::string& arch = f.get_string("general.architecture");
   if (arch != "llama") fail(where, "general.architecture is '{}'; only 'llama' is supported", arch);
@@ -71,23 +71,48 @@ Model Model::from_gguf(const GgufFile& f) {
     dequantize(t->type, f.data(*t), std::span(model.storage_).subspan(filled, n));
     filled += n;
   };
-  const auto per_layer = [&](const char* suffix, std::size_t rows, std::size_t cols) {
-    for (std::int32_t l = 0; l < c.n_layers; ++l) take(fmt::format("blk.{}.{}.weight", l, suffix), rows, cols);
+  const auto quant = [&](const std::string& name) {
+    const GgufTensorInfo* t = f.tensor(name);
+    if (!has_quant_matvec(t->type)) return QuantMatrix{};
+    const std::size_t rows = std::size_t(t->dims[1]), cols = std::size_t(t->dims[0]);
+    return QuantMatrix{t->type, f.data(*t).data(), rows, cols, std::size_t(t->bytes) / rows};
   };
+  const auto per_layer = [&](const char* suffix, std::size_t rows, std::size_t cols,
+                             std::vector<QuantMatrix>* q = nullptr) {
+    for (std::int32_t l = 0; l < c.n_layers; ++l) {
+      const std::string name = fmt::format("blk.{}.{}.weight", l, suffix);
+      take(name, rows, cols);
+      if (q) q->push_back(quant(name));
+    }
+  };
+  QuantWeights& q = model.quant_;
   take("token_embd.weight", v, d);
   per_layer("attn_norm", 0, d);
-  per_layer("attn_q", d, d);
-  per_layer("attn_k", kv, d);
-  per_layer("attn_v", kv, d);
-  per_layer("attn_output", d, d);
+  per_layer("attn_q", d, d, &q.wq);
+  per_layer("attn_k", kv, d, &q.wk);
+  per_layer("attn_v", kv, d, &q.wv);
+  per_layer("attn_output", d, d, &q.wo);
   per_layer("ffn_norm", 0, d);
-  per_layer("ffn_gate", h, d);  // w1
-  per_layer("ffn_down", d, h);  // w2
-  per_layer("ffn_up", h, d);    // w3
+  per_layer("ffn_gate", h, d, &q.w1);
+  per_layer("ffn_down", d, h, &q.w2);
+  per_layer("ffn_up", h, d, &q.w3);
   take("output_norm.weight", 0, d);
   if (output) take("output.weight", v, d);
+  q.classifier = quant(output ? "output.weight" : "token_embd.weight");
   model.check_finite(where);
   model.bind(false);
+  return model;
+}
+
+Model Model::from_gguf(const GgufFile& file) {
+  Model model = read_gguf(file);
+  model.quant_ = {};  // it would point into a file the model does not own
+  return model;
+}
+
+Model Model::from_gguf(GgufFile&& file) {
+  Model model = read_gguf(file);
+  model.gguf_ = std::make_unique<GgufFile>(std::move(file));  // the mapping, and so the data, stay put
   return model;
 }
 

@@ -5,6 +5,19 @@
 #include <algorithm>
 
 namespace kvc::engine {
+namespace {
+
+// out = w x, from the matrix's block-format copy when the model has one (decode is bound by the
+// bytes of weights it reads), else from the float32 weights.
+void project(std::span<float> out, const std::vector<QuantMatrix>& quant, std::size_t layer,
+             std::span<const float> w, std::span<const float> x) noexcept {
+  if (layer < quant.size() && !quant[layer].empty())
+    ops::matvec_quant(out, quant[layer], x);
+  else
+    ops::matvec(out, w, x);
+}
+
+}  // namespace
 
 Transformer::Transformer(const Model& model)
     : model_(&model),
@@ -33,10 +46,11 @@ void Transformer::embed(std::int32_t token) noexcept {
 
 void Transformer::project_qkv(std::size_t l, std::int32_t position) noexcept {
   const Weights& w = model_->weights();
+  const QuantWeights& qw = model_->quant_weights();
   ops::rmsnorm(xb_, x_, w.rms_att.subspan(l * dim_, dim_), config().norm_eps);
-  ops::matvec(q_, w.wq.subspan(l * dim_ * dim_, dim_ * dim_), xb_);
-  ops::matvec(k_, w.wk.subspan(l * kv_dim_ * dim_, kv_dim_ * dim_), xb_);
-  ops::matvec(v_, w.wv.subspan(l * kv_dim_ * dim_, kv_dim_ * dim_), xb_);
+  project(q_, qw.wq, l, w.wq.subspan(l * dim_ * dim_, dim_ * dim_), xb_);
+  project(k_, qw.wk, l, w.wk.subspan(l * kv_dim_ * dim_, kv_dim_ * dim_), xb_);
+  project(v_, qw.wv, l, w.wv.subspan(l * kv_dim_ * dim_, kv_dim_ * dim_), xb_);
   if (l == 0) ops::rope_angles(rope_, position, config().rope_base);  // the same for every layer
   const std::size_t hd = config().head_dim();
   ops::rope(q_, hd, rope_);
@@ -45,20 +59,24 @@ void Transformer::project_qkv(std::size_t l, std::int32_t position) noexcept {
 
 void Transformer::finish_layer(std::size_t l) noexcept {
   const Weights& w = model_->weights();
-  ops::matvec(xb2_, w.wo.subspan(l * dim_ * dim_, dim_ * dim_), attention_output(l));
+  const QuantWeights& qw = model_->quant_weights();
+  project(xb2_, qw.wo, l, w.wo.subspan(l * dim_ * dim_, dim_ * dim_), attention_output(l));
   for (std::size_t i = 0; i < dim_; ++i) x_[i] += xb2_[i];
   ops::rmsnorm(xb_, x_, w.rms_ffn.subspan(l * dim_, dim_), config().norm_eps);
-  ops::matvec(hb_, w.w1.subspan(l * hidden_ * dim_, hidden_ * dim_), xb_);
-  ops::matvec(hb2_, w.w3.subspan(l * hidden_ * dim_, hidden_ * dim_), xb_);
+  project(hb_, qw.w1, l, w.w1.subspan(l * hidden_ * dim_, hidden_ * dim_), xb_);
+  project(hb2_, qw.w3, l, w.w3.subspan(l * hidden_ * dim_, hidden_ * dim_), xb_);
   ops::swiglu(hb_, hb2_);
-  ops::matvec(xb_, w.w2.subspan(l * dim_ * hidden_, dim_ * hidden_), hb_);
+  project(xb_, qw.w2, l, w.w2.subspan(l * dim_ * hidden_, dim_ * hidden_), hb_);
   for (std::size_t i = 0; i < dim_; ++i) x_[i] += xb_[i];
 }
 
 void Transformer::classify() noexcept {
   const Weights& w = model_->weights();
   ops::rmsnorm(x_, x_, w.rms_final, config().norm_eps);
-  ops::matvec(logits_, w.classifier, x_);
+  if (const QuantMatrix& q = model_->quant_weights().classifier; !q.empty())
+    ops::matvec_quant(logits_, q, x_);
+  else
+    ops::matvec(logits_, w.classifier, x_);
 }
 
 void Transformer::prefill_begin(std::span<const std::int32_t> tokens, std::int32_t first_position) {
@@ -118,8 +136,16 @@ void Transformer::prefill_finish_layer(std::size_t l) noexcept {
   for (std::size_t i = 0; i < n * dim_; ++i) cx_[i] += cxb_[i];
 }
 
-std::span<const float> Transformer::prefill_end() noexcept {
+std::span<const float> Transformer::prefill_end(std::span<float> all_logits) {
   const std::size_t n = n_;
+  if (!all_logits.empty()) {
+    const Weights& w = model_->weights();
+    for (std::size_t t = 0; t < n; ++t) {
+      const auto row = std::span(cx_).subspan(t * dim_, dim_);
+      ops::rmsnorm(std::span(cxb_).subspan(t * dim_, dim_), row, w.rms_final, config().norm_eps);
+    }
+    ops::matmul(all_logits, w.classifier, std::span<const float>(cxb_).first(n * dim_), n);
+  }
   std::copy_n(cq_.begin() + std::ptrdiff_t((n - 1) * dim_), dim_, q_.begin());
   std::copy_n(cx_.begin() + std::ptrdiff_t((n - 1) * dim_), dim_, x_.begin());
   classify();

@@ -94,6 +94,10 @@ TEST(Forward, TokenIdsOutOfRangeAreRejected) {
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("token 1 of the chunk is id 600, outside [0, 512)")));
   EXPECT_THAT([&] { transformer.prefill(cache, std::span<const std::int32_t>(), 0); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("empty")));
+  const std::vector<std::int32_t> good = {1, 2};
+  std::vector<float> logits(512);
+  EXPECT_THAT([&] { transformer.prefill(cache, good, 0, logits); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("all_logits holds 512 floats, not tokens * vocab_size = 1024")));
 }
 
 // Logits after `tokens` token by token, and after prefill in chunks of `chunk`, then one more

@@ -129,6 +129,16 @@ TEST(Model, LoadsSmolLM2FromGguf) {
   EXPECT_TRUE(c.shared_classifier);
   EXPECT_EQ(smollm2().weights().classifier.data(), smollm2().weights().token_embedding.data());
   EXPECT_EQ(smollm2().weights().rms_final.size(), 576u);
+  // Decode reads the file's Q4_1 projections and Q8_0 embedding directly.
+  const auto& q = smollm2().quant_weights();
+  ASSERT_EQ(q.w2.size(), 30u);
+  EXPECT_EQ(q.w2[29].type, engine::GgmlType::q4_1);
+  EXPECT_EQ(q.w2[29].rows, 576u);
+  EXPECT_EQ(q.w2[29].cols, 1536u);
+  EXPECT_EQ(q.w2[29].row_bytes, 1536u / 32 * 20);
+  EXPECT_EQ(q.classifier.type, engine::GgmlType::q8_0);
+  EXPECT_EQ(q.classifier.rows, 49152u);
+  EXPECT_TRUE(bundle().model.quant_weights().wq.empty()) << "llama2.c checkpoints have no block formats";
 }
 
 // A two-layer llama in GGUF written by the test: dim 8, 2 heads sharing 1 KV head, vocab 5.

@@ -26,4 +26,17 @@ namespace kvc::engine {
 // their bytes. Throws kvc::Error for an unsupported type or mismatched sizes.
 void dequantize(GgmlType type, std::span<const std::byte> in, std::span<float> out);
 
+// A matrix [rows][cols] left in its ggml block format, each row `row_bytes` long (tensor data of
+// a mapped GGUF file). Empty (data null) when a matrix has no such copy.
+struct QuantMatrix {
+  GgmlType type = GgmlType::f32;
+  const std::byte* data = nullptr;
+  std::size_t rows = 0, cols = 0, row_bytes = 0;
+
+  [[nodiscard]] bool empty() const noexcept { return data == nullptr; }
+};
+
+// The formats ops::matvec_quant multiplies directly: Q4_1 and Q8_0 (SmolLM2's).
+[[nodiscard]] bool has_quant_matvec(GgmlType type) noexcept;
+
 }  // namespace kvc::engine

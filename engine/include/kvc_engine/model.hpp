@@ -5,13 +5,16 @@
 // The engine is the worked example of how an inference engine integrates kvcompress, so the
 // model is deliberately plain: float32 weights in one std::vector. GGUF tensors (Q4_1, Q8_0, ...)
 // are dequantized at load: 135M parameters take 540 MB, and float32 rows let prefill use
-// matrix-matrix products without a kernel per block format (docs/model.md).
+// matrix-matrix products without a kernel per block format. Decode, bound by the bytes of weights
+// it reads, uses the file's own blocks where a kernel exists (quant_weights(); docs/model.md).
 #include "kvc/core/shape.hpp"
+#include "kvc_engine/dequant.hpp"
 #include "kvc_engine/gguf.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -62,6 +65,15 @@ struct Weights {
   std::span<const float> classifier;       // [vocab][dim]
 };
 
+// The per-layer matrices as the GGUF file stores them (one entry per layer; empty entries where
+// the format has no direct matrix-vector kernel): decode reads these instead of the float32 copy,
+// a fraction of the memory traffic (Q4_1: 5 bits per weight instead of 32), which is what bounds
+// a matrix-vector product.
+struct QuantWeights {
+  std::vector<QuantMatrix> wq, wk, wv, wo, w1, w2, w3;
+  QuantMatrix classifier;
+};
+
 class Model {
  public:
   // Reads and validates a llama2.c checkpoint (header fields, exact file size, finite weights) or,
@@ -70,12 +82,17 @@ class Model {
   [[nodiscard]] static Model load(const std::filesystem::path& path);
   // A llama GGUF: hyperparameters from the llama.* metadata, every tensor's name, shape and type
   // checked, weights dequantized to float32; output.weight if present, else the tied embedding.
+  // Given the file itself (an rvalue), the model keeps it mapped for quant_weights(); given a
+  // reference, quant_weights() stays empty.
   [[nodiscard]] static Model from_gguf(const GgufFile& file);
+  [[nodiscard]] static Model from_gguf(GgufFile&& file);
   // Builds a model from a header and a flat weight array (tests, synthetic models).
   [[nodiscard]] static Model from_floats(const Config& config, std::vector<float> floats);
 
   [[nodiscard]] const Config& config() const noexcept { return config_; }
   [[nodiscard]] const Weights& weights() const noexcept { return weights_; }
+  // Empty vectors for a llama2.c checkpoint.
+  [[nodiscard]] const QuantWeights& quant_weights() const noexcept { return quant_; }
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -87,11 +104,15 @@ class Model {
   // Sets the weight views over storage_; `rope_gap`: an unshared classifier follows llama2.c's
   // legacy RoPE tables.
   void bind(bool rope_gap);
+  // from_gguf, with quant_ pointing into `file`'s mapping.
+  [[nodiscard]] static Model read_gguf(const GgufFile& file);
   void check_finite(std::string_view where) const;
 
   Config config_;
   std::vector<float> storage_;
   Weights weights_;
+  std::unique_ptr<GgufFile> gguf_;  // keeps quant_'s data mapped
+  QuantWeights quant_;
 };
 
 }  // namespace kvc::engine

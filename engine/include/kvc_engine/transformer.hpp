@@ -6,6 +6,7 @@
 // then attend(q). The cache decides what it keeps; the engine never looks inside it.
 // A prompt can instead go through prefill(): a chunk of tokens per layer, with matrix-matrix
 // products, one cache.prefill of the chunk's keys and values and one attend of its queries.
+#include "kvc/core/error.hpp"
 #include "kvc_engine/model.hpp"
 #include "kvc_engine/ops.hpp"
 
@@ -48,8 +49,11 @@ class Transformer {
   // attention_output() and query() then describe the last token. Buffers grow to the largest
   // chunk seen (callers split long prompts, e.g. into chunks of 512). Throws kvc::Error for an
   // empty chunk or a token id out of range, and passes on the cache's errors.
+  // With `all_logits` ([tokens][vocab_size]), also the logits after every token of the chunk
+  // (scoring a text costs one classifier product per chunk instead of one per token).
   template <PrefillCache Cache>
-  std::span<const float> prefill(Cache& cache, std::span<const std::int32_t> tokens, std::int32_t first_position);
+  std::span<const float> prefill(Cache& cache, std::span<const std::int32_t> tokens, std::int32_t first_position,
+                                 std::span<float> all_logits = {});
 
   // Per layer, the attention output (before wo) of the last forward, [query_heads][head_dim];
   // and the rotated query, key and value it used. The fidelity metrics and the capture read these.
@@ -68,7 +72,7 @@ class Transformer {
   void prefill_begin(std::span<const std::int32_t> tokens, std::int32_t first_position);
   void prefill_qkv(std::size_t layer) noexcept;
   void prefill_finish_layer(std::size_t layer) noexcept;
-  std::span<const float> prefill_end() noexcept;
+  std::span<const float> prefill_end(std::span<float> all_logits);
 
   const Model* model_;
   std::size_t dim_, kv_dim_, hidden_;
@@ -94,7 +98,10 @@ std::span<const float> Transformer::forward(Cache& cache, std::int32_t token, st
 
 template <PrefillCache Cache>
 std::span<const float> Transformer::prefill(Cache& cache, std::span<const std::int32_t> tokens,
-                                            std::int32_t first_position) {
+                                            std::int32_t first_position, std::span<float> all_logits) {
+  if (!all_logits.empty() && all_logits.size() != tokens.size() * std::size_t(config().vocab_size))
+    fail("kvc::engine::Transformer::prefill", "all_logits holds {} floats, not tokens * vocab_size = {}",
+         all_logits.size(), tokens.size() * std::size_t(config().vocab_size));
   prefill_begin(tokens, first_position);
   const std::size_t layers = std::size_t(config().n_layers);
   for (std::size_t l = 0; l < layers; ++l) {
@@ -104,7 +111,7 @@ std::span<const float> Transformer::prefill(Cache& cache, std::span<const std::i
     cache.attend(l, std::span<const float>(cq_).first(n_ * dim_), std::span<float>(catt_).first(n_ * dim_));
     prefill_finish_layer(l);
   }
-  return prefill_end();
+  return prefill_end(all_logits);
 }
 
 }  // namespace kvc::engine
