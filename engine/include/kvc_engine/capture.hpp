@@ -11,9 +11,9 @@ class CapturingCache {
  public:
   CapturingCache(Cache& inner, data::KvCapture& capture) : inner_(&inner), capture_(&capture) {}
 
-  void append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) {
+  auto append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) {
     capture_->append_kv(layer, k, v);
-    inner_->append(layer, position, k, v);
+    return inner_->append(layer, position, k, v);
   }
   void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) {
     capture_->append_query(layer, queries);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <new>
 #include <span>
 #include <vector>
 
@@ -25,13 +26,21 @@ class PlainCache {
 
   [[nodiscard]] const Shape& shape() const noexcept { return shape_; }
 
-  // One token of keys and values, [kv_heads][head_dim] each.
-  void append(std::size_t layer, std::int32_t position, std::span<const float> k,
-              std::span<const float> v) noexcept {
+  // One token of keys and values, [kv_heads][head_dim] each. Status::out_of_memory, with the
+  // cache unchanged, when the layer cannot grow.
+  Status append(std::size_t layer, std::int32_t position, std::span<const float> k,
+                std::span<const float> v) noexcept {
     Layer& l = layers_[layer];
-    l.keys.insert(l.keys.end(), k.begin(), k.end());
-    l.values.insert(l.values.end(), v.begin(), v.end());
-    l.positions.push_back(position);
+    const std::size_t keys = l.keys.size(), values = l.values.size();
+    try {
+      l.keys.insert(l.keys.end(), k.begin(), k.end());
+      l.values.insert(l.values.end(), v.begin(), v.end());
+      l.positions.push_back(position);
+    } catch (const std::bad_alloc&) {
+      l.keys.resize(keys), l.values.resize(values);
+      return Status::out_of_memory;
+    }
+    return Status::ok;
   }
 
   void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,

@@ -21,7 +21,7 @@ namespace kvc::engine {
 template <class C>
 concept EngineCache = requires(C& c, std::size_t layer, std::int32_t position,
                                std::span<const float> in, std::span<float> out) {
-  c.append(layer, position, in, in);
+  { c.append(layer, position, in, in) } -> std::same_as<Status>;
   c.attend(layer, in, out);
 };
 
@@ -88,7 +88,9 @@ std::span<const float> Transformer::forward(Cache& cache, std::int32_t token, st
   const std::size_t layers = std::size_t(config().n_layers);
   for (std::size_t l = 0; l < layers; ++l) {
     project_qkv(l, position);
-    cache.append(l, position, std::span<const float>(k_), std::span<const float>(v_));
+    // This engine runs one sequence; a serving engine would preempt another sequence and retry.
+    const Status status = cache.append(l, position, std::span<const float>(k_), std::span<const float>(v_));
+    KVC_CONTRACT(status == Status::ok, "Transformer::forward: the KV cache is out of memory");
     cache.attend(l, std::span<const float>(q_), std::span<float>(att_out_).subspan(l * dim_, dim_));
     finish_layer(l);
   }
