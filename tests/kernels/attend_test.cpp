@@ -150,10 +150,7 @@ void check(const Table& t, const Case& c) {
 }
 
 std::vector<RowFormat> all_formats(std::size_t dim, std::uint16_t group) {
-  std::vector<RowFormat> f{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
-  const auto g = static_cast<std::uint16_t>(std::min<std::size_t>(group, dim));
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) f.push_back({d, g});
-  return f;
+  return testing::all_formats(static_cast<std::uint16_t>(std::min<std::size_t>(group, dim)));
 }
 
 using AttendTest = IsaTest;
@@ -196,8 +193,8 @@ TEST_P(AttendTest, CausalLimitSegmentsAndSeveralCalls) {
   }
 }
 
-TEST_P(AttendTest, OddDimsOfFloatFormats) {
-  for (Dtype d : {Dtype::f32, Dtype::f16, Dtype::bf16})
+TEST_P(AttendTest, OddDimsOfElementFormats) {
+  for (Dtype d : dtypes_of(Family::element))
     for (std::size_t dim : {1, 3, 17, 33}) {
       check(kernels(), {{d, 0}, {d, 0}, dim, 65, 3, 65, 2, 1});
       if (HasFatalFailure()) return;

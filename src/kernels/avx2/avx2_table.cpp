@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 #include "kvc/kernels/format.hpp"
 #include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak
@@ -15,6 +16,7 @@ namespace kvc::kernels {
 namespace {
 
 #include "../simd/ops_avx2-inl.hpp"
+#include "../simd/formats-inl.hpp"
 #include "../simd/codec-inl.hpp"
 #include "../simd/attend-inl.hpp"
 #include "../simd/softmax-inl.hpp"

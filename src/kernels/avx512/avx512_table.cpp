@@ -8,16 +8,15 @@ namespace {
 
 #include "../simd/ops_avx2-inl.hpp"
 #include "../simd/ops_avx512-inl.hpp"
+#include "../simd/formats-inl.hpp"
 #include "../simd/codec-inl.hpp"
 #include "../simd/attend-inl.hpp"
 #include "../simd/softmax-inl.hpp"
 
 void encode_rows_avx512(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
                         std::byte* dst, std::size_t dst_stride) noexcept {
-  if (is_quantized(f.dtype))  // 8-lane vectors (codec-inl.hpp, encode_quantized_rows)
-    encode_rows<Ops256>(f, dim, src, src_stride, n, dst, dst_stride);
-  else
-    encode_float_rows<Ops512>(f, dim, src, src_stride, n, dst, dst_stride);
+  // Grouped formats with 8-lane vectors (codec-inl.hpp, encode_quantized_rows).
+  encode_rows<Ops512, Ops256>(f, dim, src, src_stride, n, dst, dst_stride);
 }
 
 void decode_rows_avx512(RowFormat f, std::size_t dim, const std::byte* src, std::size_t src_stride, std::size_t n,

@@ -12,6 +12,7 @@ namespace {
 
 #include "../simd/ops_avx2-inl.hpp"
 #include "../simd/ops_avx512-inl.hpp"
+#include "../simd/formats-inl.hpp"
 #include "../simd/codec-inl.hpp"
 #include "../simd/attend-inl.hpp"
 #include "../simd/logits_int8-inl.hpp"
@@ -22,7 +23,7 @@ namespace {
 void attend_avx512bf16(const AttendArgs& a) noexcept {
   if (a.precision != Precision::fast) return avx512_table().attend(a);
   ScratchOf<Int8Query, GenericInt8Query, Bf16Query> scratch;  // on the stack: attend does not allocate
-  if (!is_quantized(a.k_format.dtype) && !is_quantized(a.v_format.dtype)) {
+  if (!int8_rows(a.k_format.dtype) && !int8_rows(a.v_format.dtype)) {
     StageOverrideOf<kGenericBlock> over;  // no int8 stage: the generic stages' block
     bf16_stages(a, scratch, over);
     return attend<Ops512>(a, over, avx512_table().attend);

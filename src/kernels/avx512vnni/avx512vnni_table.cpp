@@ -11,6 +11,7 @@ namespace {
 
 #include "../simd/ops_avx2-inl.hpp"
 #include "../simd/ops_avx512-inl.hpp"
+#include "../simd/formats-inl.hpp"
 #include "../simd/codec-inl.hpp"
 #include "../simd/attend-inl.hpp"
 #include "../simd/logits_int8-inl.hpp"

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 #include "kvc/kernels/format.hpp"
 #include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak
