@@ -17,8 +17,12 @@
 
 namespace kvc::kernels::testing {
 
-inline constexpr std::array<Isa, 5> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni,
-                                             Isa::avx512bf16};
+// Every target of kIsaTraits, supported here or not.
+inline const std::vector<Isa> kAllIsas = [] {
+  std::vector<Isa> isas;
+  for (const IsaTraits& t : kIsaTraits) isas.push_back(t.isa);
+  return isas;
+}();
 
 class IsaTest : public ::testing::TestWithParam<Isa> {
  protected:

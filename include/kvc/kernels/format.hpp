@@ -64,13 +64,17 @@ static constexpr bool is_named(Dtype d) noexcept {
   }
   return false;
 }
-static constexpr bool rows_in_enum_order() noexcept {
-  for (std::size_t i = 0; i < kDtypeCount; ++i)
-    if (static_cast<std::size_t>(kFormatTraits[i].dtype) != i) return false;
+// Whether rows[i].*Key == i for every row: how a table indexed by an enum (this one, the
+// reference codecs, the ISA targets) is checked to list it in order.
+template <auto Key, class Row, std::size_t N>
+constexpr bool rows_in_enum_order(const Row (&rows)[N]) noexcept {
+  for (std::size_t i = 0; i < N; ++i)
+    if (static_cast<std::size_t>(rows[i].*Key) != i) return false;
   return true;
 }
 }  // namespace detail
-static_assert(detail::rows_in_enum_order(), "kFormatTraits must list the formats in the order of Dtype.");
+static_assert(detail::rows_in_enum_order<&FormatTraits::dtype>(kFormatTraits),
+              "kFormatTraits must list the formats in the order of Dtype.");
 static_assert(!detail::is_named(static_cast<Dtype>(kDtypeCount)),
               "Every Dtype needs its row in kFormatTraits (the table is shorter than the enum).");
 

@@ -118,15 +118,9 @@ inline constexpr RowCodec kRowCodecs[] = {
     codec_row<GroupedCodec>(Dtype::q8), codec_row<GroupedCodec>(Dtype::q4), codec_row<GroupedCodec>(Dtype::q2),
 };
 
-namespace detail {
-constexpr bool codecs_match_formats() noexcept {
-  if (sizeof(kRowCodecs) / sizeof(kRowCodecs[0]) != kDtypeCount) return false;
-  for (std::size_t i = 0; i < kDtypeCount; ++i)
-    if (kRowCodecs[i].dtype != kFormatTraits[i].dtype) return false;
-  return true;
-}
-}  // namespace detail
-static_assert(detail::codecs_match_formats(), "kRowCodecs needs one row per format, in the order of kFormatTraits.");
+static_assert(sizeof(kRowCodecs) / sizeof(kRowCodecs[0]) == kDtypeCount &&
+                  kvc::kernels::detail::rows_in_enum_order<&RowCodec::dtype>(kRowCodecs),
+              "kRowCodecs needs one row per format, in the order of kFormatTraits.");
 
 inline void encode_row(RowFormat f, std::size_t dim, const float* x, std::byte* dst) noexcept {
   kRowCodecs[static_cast<std::size_t>(f.dtype)].encode(f, dim, x, dst);

@@ -300,7 +300,7 @@ inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std:
     const typename O::F vm = O::set1(m_new);
     typename O::F sum = O::zero();
     for (std::size_t r = 0; r < B; r += W) {
-      const typename O::F e = O::exp(O::sub(O::load(logits[h] + r), vm));
+      const typename O::F e = vexp<O>(O::sub(O::load(logits[h] + r), vm));
       O::store(p[h] + r, e);
       sum = O::add(sum, e);
     }
@@ -309,7 +309,7 @@ inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std:
     a.m[head] = m_new;
     acc[h] = a.acc + head * a.v_dim;
   }
-  O::store(alpha, O::exp(O::load(alpha)));
+  O::store(alpha, vexp<O>(O::load(alpha)));
   for (std::size_t h = 0; h < nh; ++h) a.l[h0 + h] = a.l[h0 + h] * alpha[h] + sums[h];
   values_fn(a, acc, alpha, p, b);
 }

@@ -8,7 +8,7 @@ inline void softmax_weights(const float* logits, std::size_t n, float max, float
   using F = typename O::F;
   const F m = O::set1(max), s = O::set1(scale);
   const auto step = [&](std::size_t r, std::size_t k) __attribute__((always_inline)) {
-    const F p = O::mul(O::exp(O::sub(O::load_n(logits + r, k), m)), s);
+    const F p = O::mul(vexp<O>(O::sub(O::load_n(logits + r, k), m)), s);
     switch (combine) {
       case kvc::kernels::Combine::assign: return O::store_n(out + r, p, k);
       case kvc::kernels::Combine::add: return O::store_n(out + r, O::add(O::load_n(out + r, k), p), k);
