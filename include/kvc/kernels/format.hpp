@@ -14,10 +14,11 @@
 
 namespace kvc::kernels {
 
-enum class Dtype : std::uint8_t { f32, f16, bf16, q8, q4, q2 };
+enum class Dtype : std::uint8_t { f32, f16, bf16, q8, q4, q2, e4m3 };
 
 // How a format stores a row.
-//   element: dim codes of `bits` each, one per element, nothing else (f32, f16, bf16).
+//   element: dim codes of `bits` each, one per element, nothing else (f32, f16, bf16, e4m3:
+//            OCP FP8 E4M3 bytes, fp8.hpp).
 //   grouped: [codes: dim*bits/8 bytes][params: dim/group x GroupParams]; value = fma(code,
 //            scale, min) in f32 (see reference.hpp for the encoder). q4 packs element 2j in the
 //            low nibble of byte j, 2j+1 in the high nibble; q2 packs element 4j+t in bits
@@ -47,6 +48,7 @@ inline constexpr FormatTraits kFormatTraits[] = {
     {Dtype::q8, "int8", 8, Family::grouped, 32, 0.0f, 0.0f, 0.0f},
     {Dtype::q4, "int4", 4, Family::grouped, 32, 0.0f, 0.0f, 0.0f},
     {Dtype::q2, "int2", 2, Family::grouped, 32, 0.0f, 0.0f, 0.0f},
+    {Dtype::e4m3, "e4m3", 8, Family::element, 0, 448.0f, 0x1p-4f, 0x1p-10f},
 };
 inline constexpr std::size_t kDtypeCount = sizeof(kFormatTraits) / sizeof(kFormatTraits[0]);
 
@@ -60,7 +62,8 @@ static constexpr bool is_named(Dtype d) noexcept {
     case Dtype::bf16:
     case Dtype::q8:
     case Dtype::q4:
-    case Dtype::q2: return true;
+    case Dtype::q2:
+    case Dtype::e4m3: return true;
   }
   return false;
 }

@@ -3,6 +3,7 @@
 // SIMD kernels must produce the same quantized codes and scales bit for bit, and attention
 // within the tolerances stated in tests/kernels. Readability over speed.
 #include "kvc/kernels/format.hpp"
+#include "kvc/kernels/fp8.hpp"
 #include "kvc/kernels/half.hpp"
 #include "kvc/kernels/table.hpp"
 
@@ -73,6 +74,7 @@ inline float f32_identity(float x) noexcept { return x; }
 using F32Codec = ElementCodec<float, &f32_identity, &f32_identity>;
 using F16Codec = ElementCodec<std::uint16_t, &half::f32_to_f16, &half::f16_to_f32>;
 using Bf16Codec = ElementCodec<std::uint16_t, &half::f32_to_bf16, &half::bf16_to_f32>;
+using E4m3Codec = ElementCodec<std::uint8_t, &fp8::f32_to_e4m3, &fp8::e4m3_to_f32>;
 
 // Grouped formats (q8, q4, q2): per group, group_params, then the codes from them.
 struct GroupedCodec {
@@ -116,6 +118,7 @@ inline constexpr RowCodec codec_row(Dtype d) noexcept {
 inline constexpr RowCodec kRowCodecs[] = {
     codec_row<F32Codec>(Dtype::f32), codec_row<F16Codec>(Dtype::f16),     codec_row<Bf16Codec>(Dtype::bf16),
     codec_row<GroupedCodec>(Dtype::q8), codec_row<GroupedCodec>(Dtype::q4), codec_row<GroupedCodec>(Dtype::q2),
+    codec_row<E4m3Codec>(Dtype::e4m3),
 };
 
 static_assert(sizeof(kRowCodecs) / sizeof(kRowCodecs[0]) == kDtypeCount &&
