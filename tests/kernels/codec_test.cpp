@@ -226,6 +226,30 @@ TEST_P(CodecTest, SaturatesAndRoundsSpecialValuesLikeTheReference) {
   expect_quantized_rows_match(kernels(), x, dim, {8, 16, 32, 96});
 }
 
+// Every code of the element formats of up to 16 bits, decoded: bitwise the reference's value
+// (NaN codes: a NaN of the same sign).
+TEST_P(CodecTest, ElementFormatsDecodeEveryCodeLikeTheReference) {
+  for (Dtype d : dtypes_of(Family::element)) {
+    const unsigned bits = bits_of(d);
+    if (bits > 16) continue;
+    SCOPED_TRACE(dtype_name(d));
+    const std::size_t dim = std::size_t{1} << bits, bytes = bits / 8;
+    std::vector<std::byte> row(row_bytes({d, 0}, dim));
+    for (std::size_t i = 0; i < dim; ++i) std::memcpy(row.data() + i * bytes, &i, bytes);  // little-endian
+    std::vector<float> want(dim), got(dim);
+    ref::decode_rows({d, 0}, dim, row.data(), 0, 1, want.data(), 0);
+    kernels().decode_rows({d, 0}, dim, row.data(), 0, 1, got.data(), 0);
+    for (std::size_t i = 0; i < dim; ++i) {
+      if (std::isnan(want[i])) {
+        ASSERT_TRUE(std::isnan(got[i])) << "code " << i;
+        ASSERT_EQ(std::signbit(got[i]), std::signbit(want[i])) << "code " << i;
+        continue;
+      }
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(got[i]), std::bit_cast<std::uint32_t>(want[i])) << "code " << i;
+    }
+  }
+}
+
 // Rows of more groups than the batched encoder takes (kEncodeMaxGroups) go row by row, eight
 // groups at a time: a partial last chain (dim 1000), a group that is no power of two (24, 1560),
 // saturated scales in some chains.

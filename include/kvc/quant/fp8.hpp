@@ -16,7 +16,7 @@
 // attention scale upstream). The scalar encoder (kvc/kernels/fp8.hpp) is the specification.
 //
 // Bytes per row of dim d: d (128 for d = 128: half of f16, 16 bytes less than int8 with groups
-// of 32). Time: encoding on append, decoding inside the attention kernel (integer steps, no
+// of 32). Time: encoding on append, decoding inside the attention kernel (through f16, no
 // table); no state, no parameters.
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/quantization.hpp"

@@ -2,35 +2,35 @@
 // scalar specification in kvc/kernels/fp8.hpp. Written for 8 lanes (AVX2) and 16 lanes
 // (AVX-512 F/BW/VL) with the same steps; the branch of the other width is discarded.
 //
-// Decode with integer steps, no table: magnitude m = c & 0x7F; normals are the f32 bits
-// (m << 20) + (120 << 23) (exponent rebias 127 - 7), subnormals (m < 8) m * 2^-9, converted;
-// then the sign, and NaN for m = 0x7F. (Multiplying the bits m << 20 by 2^120 would cover both
-// but feeds f32 subnormals to the multiplier, which Intel cores may serve by microcode.)
+// Decode through f16, no table: with the sign at bit 15 and the 7 magnitude bits at 13..7, an
+// e4m3 byte is the f16 of value x * 2^-8, normals and subnormals alike (the f16 exponent field
+// holds E, its mantissa M << 7), so vcvtph2ps and one exact multiply by 256 decode it; only NaN
+// (S.1111.111, which would read as 480) is patched to the f16 quiet NaN of its sign first.
+// Sign-extending the byte and shifting it by 7 puts the sign at bits 15 and 14; bit 14 is
+// cleared. Against the integer decode this replaced (rebias, subnormal conversion and blend: 13
+// operations a vector instead of 9), e4m3 attention at 4K rows, warm, as a multiple of f16's in
+// the same run: avx512 1.51x -> 1.43x, avx2 1.93x -> 1.50x (docs/performance.md).
 
 template <class O>
 inline typename O::F e4m3_load(const std::byte* p, std::size_t n) noexcept {
   if constexpr (O::W == 8) {
     std::uint64_t raw = 0;
     __builtin_memcpy(&raw, p, n);
-    const __m256i c = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(raw)));
-    const __m256i mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7F));
-    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24);
-    const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23));
-    const __m256i sub = _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0x1p-9f)));
-    __m256i bits = _mm256_blendv_epi8(normal, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag));
-    bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x7FC00000), _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7F)));
-    return _mm256_castsi256_ps(_mm256_or_si256(bits, sign));
+    __m128i h = _mm_cvtepi8_epi16(_mm_cvtsi64_si128(static_cast<long long>(raw)));
+    h = _mm_and_si128(_mm_slli_epi16(h, 7), _mm_set1_epi16(static_cast<short>(0xBFFF)));
+    const __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7FFF)), _mm_set1_epi16(0x3F80));
+    const __m128i quiet = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16(static_cast<short>(0x8000))), _mm_set1_epi16(0x7E00));
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_blendv_epi8(h, quiet, nan)), _mm256_set1_ps(256.0f));
   } else {
     const __m128i raw = n == 16 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))
                                 : _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << n) - 1u), p);
-    const __m512i c = _mm512_cvtepu8_epi32(raw);
-    const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7F));
-    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
-    const __m512i normal = _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23));
-    const __m512i sub = _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0x1p-9f)));
-    __m512i bits = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8)), normal, sub);
-    bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)), _mm512_set1_epi32(0x7FC00000));
-    return _mm512_castsi512_ps(_mm512_or_si512(bits, sign));
+    const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(raw), 7),
+                                       _mm256_set1_epi16(static_cast<short>(0xBFFF)));
+    const __mmask16 nan = _mm_cmpeq_epi8_mask(_mm_and_si128(raw, _mm_set1_epi8(0x7F)), _mm_set1_epi8(0x7F));
+    // (h & 0x8000) | 0x7E00: ternary-logic table 0xEA is (A & B) | C.
+    const __m256i quiet = _mm256_ternarylogic_epi32(h, _mm256_set1_epi16(static_cast<short>(0x8000)),
+                                                    _mm256_set1_epi16(0x7E00), 0xEA);
+    return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_mask_blend_epi16(nan, h, quiet)), _mm512_set1_ps(256.0f));
   }
 }
 
