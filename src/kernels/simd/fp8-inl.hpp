@@ -34,57 +34,53 @@ inline typename O::F e4m3_load(const std::byte* p, std::size_t n) noexcept {
   }
 }
 
-// Encode, the scalar steps on every lane: significand s rounded to nearest even at r bits
-// ((s + 2^(r-1) - 1 + lsb) >> r, r = 20 for normals, 14 - e below 2^-6, the exponent clamped so
-// that r <= 31), then the biased exponent added, saturation at 448, NaN, the sign.
+// Encode, the scalar steps on every lane, written once for both widths with GCC's generic
+// vectors (compiled to the TU's instructions: vpsrlvd, blends), then narrowed to bytes and
+// stored per width (vpmovdb, or packs): significand s
+// rounded to nearest even at r bits ((s + 2^(r-1) - 1 + lsb) >> r, r = 20 for normals, 14 - e
+// below 2^-6, the exponent clamped so that r <= 31), then the biased exponent added, saturation
+// at 448, NaN, the sign.
+template <std::size_t W>
+struct GenericLanes;  // W lanes of GCC's generic vectors (a vector_size cannot depend on W)
+template <>
+struct GenericLanes<8> {
+  using U32 = std::uint32_t __attribute__((vector_size(32)));
+  using I32 = std::int32_t __attribute__((vector_size(32)));
+};
+template <>
+struct GenericLanes<16> {
+  using U32 = std::uint32_t __attribute__((vector_size(64)));
+  using I32 = std::int32_t __attribute__((vector_size(64)));
+};
+
 template <class O>
 inline void e4m3_store(std::byte* p, typename O::F v, std::size_t n) noexcept {
+  using U32 = typename GenericLanes<O::W>::U32;
+  using I32 = typename GenericLanes<O::W>::I32;
+  const U32 x = __builtin_bit_cast(U32, v);
+  const U32 abs = x & 0x7FFFFFFFu;
+  const U32 sign = (x >> 24) & 0x80u;
+  I32 e = __builtin_bit_cast(I32, abs >> 23) - 127;
+  e = e < -17 ? I32{} - 17 : e;
+  const I32 small = e < -6;
+  const U32 r = __builtin_bit_cast(U32, small ? 14 - e : I32{} + 20);
+  const U32 s = (abs & 0x7FFFFFu) | 0x800000u;
+  const U32 q = (s + ((U32{} + 1u) << (r - 1u)) - 1u + ((s >> r) & 1u)) >> r;
+  U32 code = __builtin_bit_cast(U32, small ? I32{} : (e + 6) << 3) + q;
+  code = abs >= 0x43E00000u ? U32{} + 0x7Eu : code;
+  code = abs > 0x7F800000u ? U32{} + 0x7Fu : code;
+  // To bytes, per width (GCC narrows an 8-lane generic vector element by element on AVX2).
+  const U32 out = code | sign;
   if constexpr (O::W == 8) {
-    const __m256i x = _mm256_castps_si256(v);
-    const __m256i abs = _mm256_and_si256(x, _mm256_set1_epi32(0x7FFFFFFF));
-    const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(x, 24), _mm256_set1_epi32(0x80));
-    const __m256i e = _mm256_max_epi32(_mm256_sub_epi32(_mm256_srli_epi32(abs, 23), _mm256_set1_epi32(127)),
-                                       _mm256_set1_epi32(-17));
-    const __m256i small = _mm256_cmpgt_epi32(_mm256_set1_epi32(-6), e);
-    const __m256i r = _mm256_blendv_epi8(_mm256_set1_epi32(20), _mm256_sub_epi32(_mm256_set1_epi32(14), e), small);
-    const __m256i s = _mm256_or_si256(_mm256_and_si256(abs, _mm256_set1_epi32(0x7FFFFF)), _mm256_set1_epi32(0x800000));
-    const __m256i half_less_1 =
-        _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(r, _mm256_set1_epi32(1))),
-                         _mm256_set1_epi32(1));
-    const __m256i lsb = _mm256_and_si256(_mm256_srlv_epi32(s, r), _mm256_set1_epi32(1));
-    const __m256i q = _mm256_srlv_epi32(_mm256_add_epi32(_mm256_add_epi32(s, half_less_1), lsb), r);
-    const __m256i base = _mm256_andnot_si256(small, _mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(6)), 3));
-    __m256i code = _mm256_add_epi32(base, q);
-    code = _mm256_blendv_epi8(code, _mm256_set1_epi32(0x7E), _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x43DFFFFF)));
-    code = _mm256_blendv_epi8(code, _mm256_set1_epi32(0x7F), _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7F800000)));
-    code = _mm256_or_si256(code, sign);
-    const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(code, code), _mm256_setzero_si256());
-    const __m128i out = _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1));
-    if (n == 8) return _mm_storel_epi64(reinterpret_cast<__m128i*>(p), out);
+    const __m256i c = __builtin_bit_cast(__m256i, out);
+    const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c, c), _mm256_setzero_si256());
+    const __m128i bytes = _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    if (n == 8) return _mm_storel_epi64(reinterpret_cast<__m128i*>(p), bytes);
     alignas(16) std::byte buf[16];
-    _mm_store_si128(reinterpret_cast<__m128i*>(buf), out);
+    _mm_store_si128(reinterpret_cast<__m128i*>(buf), bytes);
     __builtin_memcpy(p, buf, n);
   } else {
-    const __m512i x = _mm512_castps_si512(v);
-    const __m512i abs = _mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF));
-    const __m512i sign = _mm512_and_si512(_mm512_srli_epi32(x, 24), _mm512_set1_epi32(0x80));
-    const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(_mm512_srli_epi32(abs, 23), _mm512_set1_epi32(127)),
-                                       _mm512_set1_epi32(-17));
-    const __mmask16 small = _mm512_cmplt_epi32_mask(e, _mm512_set1_epi32(-6));
-    const __m512i r = _mm512_mask_sub_epi32(_mm512_set1_epi32(20), small, _mm512_set1_epi32(14), e);
-    const __m512i s = _mm512_or_si512(_mm512_and_si512(abs, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x800000));
-    const __m512i half_less_1 =
-        _mm512_sub_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_sub_epi32(r, _mm512_set1_epi32(1))),
-                         _mm512_set1_epi32(1));
-    const __m512i lsb = _mm512_and_si512(_mm512_srlv_epi32(s, r), _mm512_set1_epi32(1));
-    const __m512i q = _mm512_srlv_epi32(_mm512_add_epi32(_mm512_add_epi32(s, half_less_1), lsb), r);
-    const __m512i base = _mm512_maskz_slli_epi32(static_cast<__mmask16>(~small),
-                                                 _mm512_add_epi32(e, _mm512_set1_epi32(6)), 3);
-    __m512i code = _mm512_add_epi32(base, q);
-    code = _mm512_mask_mov_epi32(code, _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x43DFFFFF)), _mm512_set1_epi32(0x7E));
-    code = _mm512_mask_mov_epi32(code, _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7F800000)), _mm512_set1_epi32(0x7F));
-    code = _mm512_or_si512(code, sign);
-    _mm_mask_storeu_epi8(p, static_cast<__mmask16>((1u << n) - 1u), _mm512_cvtepi32_epi8(code));
+    _mm_mask_storeu_epi8(p, static_cast<__mmask16>((1u << n) - 1u), _mm512_cvtepi32_epi8(__builtin_bit_cast(__m512i, out)));
   }
 }
 
