@@ -39,26 +39,18 @@ struct Elements<kvc::kernels::Dtype::f32> {
   }
 };
 
-template <>
-struct Elements<kvc::kernels::Dtype::f16> {
+// f16 and bf16: two-byte codes the op set converts.
+template <kvc::kernels::Dtype D>
+  requires(D == kvc::kernels::Dtype::f16 || D == kvc::kernels::Dtype::bf16)
+struct Elements<D> {
   template <class O>
   static typename O::F load(const std::byte* row, std::size_t d, std::size_t n) noexcept {
-    return O::load_f16(row + 2 * d, n);
+    if constexpr (D == kvc::kernels::Dtype::f16) return O::load_f16(row + 2 * d, n);
+    else return O::load_bf16(row + 2 * d, n);
   }
   template <class O>
   static void store(std::byte* row, std::size_t d, typename O::F v, std::size_t n) noexcept {
-    O::store_f16(row + 2 * d, v, n);
-  }
-};
-
-template <>
-struct Elements<kvc::kernels::Dtype::bf16> {
-  template <class O>
-  static typename O::F load(const std::byte* row, std::size_t d, std::size_t n) noexcept {
-    return O::load_bf16(row + 2 * d, n);
-  }
-  template <class O>
-  static void store(std::byte* row, std::size_t d, typename O::F v, std::size_t n) noexcept {
-    O::store_bf16(row + 2 * d, v, n);
+    if constexpr (D == kvc::kernels::Dtype::f16) O::store_f16(row + 2 * d, v, n);
+    else O::store_bf16(row + 2 * d, v, n);
   }
 };
