@@ -18,6 +18,9 @@ namespace kvc::kernels::ref {
 // Largest stored row the scalar reference attends over (stack buffers, no allocation).
 inline constexpr std::size_t kMaxDim = 1024;
 
+// The {f16 scale, f16 min} pair is the block struct of format.hpp; this spelling stays for callers.
+using GroupParams = kvc::kernels::GroupParams;
+
 // Asymmetric min/scale of one group: min rounds down and scale rounds up to f16, so the stored
 // range covers every input and the round-trip error is at most scale/2.
 inline GroupParams group_params(const float* x, std::size_t n, unsigned bits) noexcept {
