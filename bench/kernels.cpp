@@ -274,9 +274,24 @@ void register_all() {
         ->MinTime(kMinTime)
         ->Unit(benchmark::kMillisecond);
 
-  const std::vector<RowFormat> quantized{{Dtype::q8, 32}, {Dtype::q8, 64}, {Dtype::q8, 128}, {Dtype::q4, 32},
-                                         {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}, {Dtype::q2, 64},
-                                         {Dtype::q2, 128}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
+  // Every format of the table: grouped ones at three group sizes, element ones but f32 (a copy).
+  std::vector<RowFormat> quantized, formats, fast_formats;
+  for (const kvc::kernels::FormatTraits& t : kvc::kernels::kFormatTraits) {
+    formats.push_back(kvc::kernels::sample_format(t.dtype));
+    if (t.family == kvc::kernels::Family::element) {
+      if (t.bits < 32) quantized.push_back({t.dtype, 0});
+      continue;
+    }
+    for (std::uint16_t g : {std::uint16_t{32}, std::uint16_t{64}, std::uint16_t{128}}) {
+      quantized.push_back({t.dtype, g});
+      // Precision::fast is the kernel the group size matters to most (per-group int32 -> fp32
+      // steps and weights): its larger groups too, but for the 2-bit codes.
+      if (t.bits > 2 || g == 32) fast_formats.push_back({t.dtype, g});
+    }
+  }
+  std::vector<Dtype> grouped;
+  for (const kvc::kernels::FormatTraits& t : kvc::kernels::kFormatTraits)
+    if (t.family == kvc::kernels::Family::grouped) grouped.push_back(t.dtype);
   for (Isa isa : kvc::kernels::supported_isas()) {
     if (isa == Isa::avx512vnni || isa == Isa::avx512bf16) continue;  // their codecs are the avx512 ones
     const std::string in = kvc::kernels::isa_name(isa);
@@ -289,7 +304,7 @@ void register_all() {
             ->Unit(benchmark::kMillisecond);
     }
     if (isa != Isa::scalar)
-      for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+      for (Dtype d : grouped)
         for (bool l2 : {false, true})
           benchmark::RegisterBenchmark(
               ("quantize_channels/" + in + "/" + kvc::kernels::dtype_name(d) + "/T128" + (l2 ? "/l2" : "/dram")).c_str(),
@@ -298,13 +313,7 @@ void register_all() {
               ->Unit(benchmark::kMillisecond);
   }
 
-  const std::vector<RowFormat> formats{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0},
-                                       {Dtype::q8, 32}, {Dtype::q4, 32}, {Dtype::q2, 32}};
-  // Precision::fast is the kernel the group size matters to most (per-group int32 -> fp32 steps
-  // and weights): its larger groups too.
-  const std::vector<RowFormat> fast_formats{{Dtype::q8, 32}, {Dtype::q8, 64}, {Dtype::q8, 128}, {Dtype::q4, 32},
-                                            {Dtype::q4, 64}, {Dtype::q4, 128}, {Dtype::q2, 32}};
-  const std::vector<RowFormat> half_formats{{Dtype::f16, 0}, {Dtype::bf16, 0}};
+  const std::vector<RowFormat> half_formats{{Dtype::f16, 0}, {Dtype::bf16, 0}};  // the bf16 dot products' rows
   // avx512vnni differs from avx512 only in Precision::fast over quantized rows, avx512bf16 from
   // avx512vnni only in Precision::fast over float rows: "+fast" only.
   const auto formats_of = [&](Isa isa) -> const std::vector<RowFormat>& {

@@ -1,5 +1,6 @@
 // CPUID + XGETBV: an instruction set is usable only if the CPU has it and the OS saves its
 // register state on context switches (a kernel or hypervisor may disable AVX-512 state).
+#include "kernels/target.hpp"
 #include "kernels/tuning.hpp"
 #include "kvc/kernels/table.hpp"
 
@@ -30,15 +31,14 @@ std::uint64_t xgetbv0() noexcept {
 constexpr bool bit(std::uint32_t r, unsigned i) noexcept { return ((r >> i) & 1u) != 0; }
 
 struct Features {
-  bool avx2 = false;
-  bool avx512 = false;
-  bool avx512vnni = false;
-  bool avx512bf16 = false;
+  std::uint32_t bits = 0;  // CpuFeature
   bool intel = false;
 };
 
 Features detect() noexcept {
   Features f;
+  const Regs l0 = cpuid(0, 0);  // vendor "GenuineIntel" in EBX, EDX, ECX
+  f.intel = l0.b == 0x756E6547u && l0.d == 0x49656E69u && l0.c == 0x6C65746Eu;
   const Regs l1 = cpuid(1, 0);
   const bool osxsave = bit(l1.c, 27);
   if (!osxsave || !bit(l1.c, 28) || !bit(l1.c, 12) || !bit(l1.c, 29)) return f;  // AVX, FMA, F16C
@@ -46,14 +46,15 @@ Features detect() noexcept {
   const bool ymm_state = (xcr0 & 0x6u) == 0x6u;             // SSE and AVX state
   const bool zmm_state = ymm_state && (xcr0 & 0xE0u) == 0xE0u;  // opmask, ZMM0-15 upper, ZMM16-31
   const Regs l7 = cpuid(7, 0);
-  f.avx2 = ymm_state && bit(l7.b, 5);
+  if (!ymm_state || !bit(l7.b, 5)) return f;
+  f.bits |= kCpuAvx2;
   // F, DQ, BW, VL: the avx512 table uses nothing else.
-  f.avx512 = f.avx2 && zmm_state && bit(l7.b, 16) && bit(l7.b, 17) && bit(l7.b, 30) && bit(l7.b, 31);
-  f.avx512vnni = f.avx512 && bit(l7.c, 11);  // not implied by F/DQ/BW/VL (Skylake-X lacks it)
+  if (!zmm_state || !bit(l7.b, 16) || !bit(l7.b, 17) || !bit(l7.b, 30) || !bit(l7.b, 31)) return f;
+  f.bits |= kCpuAvx512;
+  if (!bit(l7.c, 11)) return f;  // VNNI: not implied by F/DQ/BW/VL (Skylake-X lacks it)
+  f.bits |= kCpuAvx512Vnni;
   // Cooper Lake, Sapphire Rapids and Zen 4 on have both; Ice Lake has VNNI without BF16.
-  f.avx512bf16 = f.avx512vnni && l7.a >= 1 && bit(cpuid(7, 1).a, 5);  // sub-leaf 1 must exist
-  const Regs l0 = cpuid(0, 0);  // vendor "GenuineIntel" in EBX, EDX, ECX
-  f.intel = l0.b == 0x756E6547u && l0.d == 0x49656E69u && l0.c == 0x6C65746Eu;
+  if (l7.a >= 1 && bit(cpuid(7, 1).a, 5)) f.bits |= kCpuAvx512Bf16;  // sub-leaf 1 must exist
   return f;
 }
 
@@ -64,22 +65,13 @@ const Features& features() noexcept {
 
 }  // namespace
 
-bool cpu_supports(Isa isa) noexcept {
-  switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return features().avx2;
-    case Isa::avx512: return features().avx512;
-    case Isa::avx512vnni: return features().avx512vnni;
-    case Isa::avx512bf16: return features().avx512bf16;
-  }
-  return false;
-}
+std::uint32_t cpu_features() noexcept { return features().bits; }
 
 // No CPUID bit tells how fast vdpbf16ps is, so the rule is by vendor, from measurements: Zen 4
 // issues it at the rate of vfmadd231ps (3.67 G/s each, twice the products per instruction), an
 // Emerald Rapids core at a quarter of that rate (1.2 against 4.8 G/s), where `fast` attention over
 // f16 rows ran 5-20 % slower than the exact kernel and over bf16 rows no faster.
-bool bf16_dot_slower_than_fma() noexcept { return features().avx512bf16 && features().intel; }
+bool bf16_dot_slower_than_fma() noexcept { return (features().bits & kCpuAvx512Bf16) != 0 && features().intel; }
 
 // Intel's L2 streamer stops at every 4 KiB page, which a batch of 8 rows of 128 floats fills: on
 // Emerald Rapids, quantizing DRAM-resident rows waited on memory at each batch (0.5-0.6x of the

@@ -1,37 +1,35 @@
 #include "kvc/core/error.hpp"
 #include "kvc/kernels/table.hpp"
+#include "target.hpp"
 #include "tuning.hpp"
 
 #include <array>
 #include <cstdlib>
+#include <string>
 #include <string_view>
+#include <utility>
 
 namespace kvc::kernels {
-
-const Table& scalar_table() noexcept;
-const Table& avx2_table() noexcept;
-const Table& avx512_table() noexcept;
-const Table& avx512vnni_table() noexcept;
-const Table& avx512bf16_table() noexcept;
-
-namespace detail {
-bool cpu_supports(Isa isa) noexcept;
-}
-
 namespace {
 
-constexpr std::array<Isa, 5> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni, Isa::avx512bf16};
+using Getter = const Table& (*)() noexcept;
+
+template <std::size_t... I>
+constexpr std::array<Getter, kIsaCount> getters(std::index_sequence<I...>) noexcept {
+  return {&isa_table<static_cast<Isa>(I)>...};
+}
+constexpr std::array<Getter, kIsaCount> kGetters = getters(std::make_index_sequence<kIsaCount>{});
 
 struct SupportedIsas {
-  std::array<Isa, kAllIsas.size()> list{};
+  std::array<Isa, kIsaCount> list{};
   std::size_t size = 0;
 };
 
 const SupportedIsas& supported() noexcept {
   static const SupportedIsas s = [] {
     SupportedIsas r;
-    for (Isa isa : kAllIsas)
-      if (detail::cpu_supports(isa)) r.list[r.size++] = isa;
+    for (const IsaTraits& t : kIsaTraits)
+      if (isa_supported(t.isa)) r.list[r.size++] = t.isa;
     return r;
   }();
   return s;
@@ -39,18 +37,12 @@ const SupportedIsas& supported() noexcept {
 
 }  // namespace
 
-const char* isa_name(Isa isa) noexcept {
-  switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-    case Isa::avx512vnni: return "avx512vnni";
-    case Isa::avx512bf16: return "avx512bf16";
-  }
-  return "?";
-}
+const char* isa_name(Isa isa) noexcept { return traits(isa).name; }
 
-bool isa_supported(Isa isa) noexcept { return detail::cpu_supports(isa); }
+bool isa_supported(Isa isa) noexcept {
+  const std::uint32_t needed = traits(isa).features;
+  return (detail::cpu_features() & needed) == needed;
+}
 
 std::span<const Isa> supported_isas() noexcept {
   const SupportedIsas& s = supported();
@@ -59,14 +51,7 @@ std::span<const Isa> supported_isas() noexcept {
 
 const Table& table(Isa isa) noexcept {
   KVC_CONTRACT(isa_supported(isa), "kernel table requested for an ISA this CPU does not support");
-  switch (isa) {
-    case Isa::avx2: return avx2_table();
-    case Isa::avx512: return avx512_table();
-    case Isa::avx512vnni: return avx512vnni_table();
-    case Isa::avx512bf16: return avx512bf16_table();
-    case Isa::scalar: break;
-  }
-  return scalar_table();
+  return kGetters[static_cast<std::size_t>(isa)]();
 }
 
 Isa preferred_isa() noexcept {
@@ -76,12 +61,14 @@ Isa preferred_isa() noexcept {
 
 Isa resolve_isa(const char* forced) {
   if (forced == nullptr || *forced == '\0') return preferred_isa();
-  for (Isa isa : kAllIsas) {
-    if (std::string_view(forced) != isa_name(isa)) continue;
-    if (!isa_supported(isa)) fail("KVC_ISA", "'{}' is not supported by this CPU or OS", forced);
-    return isa;
+  std::string names;
+  for (const IsaTraits& t : kIsaTraits) {
+    names.append(names.empty() ? "" : ", ").append(t.name);
+    if (std::string_view(forced) != t.name) continue;
+    if (!isa_supported(t.isa)) fail("KVC_ISA", "'{}' is not supported by this CPU or OS", forced);
+    return t.isa;
   }
-  fail("KVC_ISA", "'{}' is not one of scalar, avx2, avx512, avx512vnni, avx512bf16", forced);
+  fail("KVC_ISA", "'{}' is not one of {}", forced, names);
 }
 
 const Table& active() {

@@ -471,7 +471,7 @@ TEST_P(AttendFastTest, QueryHeadCountsMixedFormatsAndSeveralCalls) {
 }
 
 TEST_P(AttendFastTest, OutlierChannelsHugeMagnitudesAndPeakedSoftmax) {
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2, Dtype::f32, Dtype::f16, Dtype::bf16}) {
+  for (Dtype d : all_dtypes()) {
     const RowFormat f{d, is_quantized(d) ? std::uint16_t{32} : std::uint16_t{0}};
     check_fast(kernels(), {f, f, 128, 500, 4, 2, 1.0f, true});
     check_fast(kernels(), {f, f, 128, 500, 4, 1, 3.0e4f});

@@ -150,10 +150,7 @@ void check(const Table& t, const Case& c) {
 }
 
 std::vector<RowFormat> all_formats(std::size_t dim, std::uint16_t group) {
-  std::vector<RowFormat> f{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
-  const auto g = static_cast<std::uint16_t>(std::min<std::size_t>(group, dim));
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) f.push_back({d, g});
-  return f;
+  return testing::all_formats(static_cast<std::uint16_t>(std::min<std::size_t>(group, dim)));
 }
 
 using AttendTest = IsaTest;
@@ -196,8 +193,8 @@ TEST_P(AttendTest, CausalLimitSegmentsAndSeveralCalls) {
   }
 }
 
-TEST_P(AttendTest, OddDimsOfFloatFormats) {
-  for (Dtype d : {Dtype::f32, Dtype::f16, Dtype::bf16})
+TEST_P(AttendTest, OddDimsOfElementFormats) {
+  for (Dtype d : dtypes_of(Family::element))
     for (std::size_t dim : {1, 3, 17, 33}) {
       check(kernels(), {{d, 0}, {d, 0}, dim, 65, 3, 65, 2, 1});
       if (HasFatalFailure()) return;
@@ -210,6 +207,50 @@ TEST_P(AttendTest, ExtremeValues) {
     check(kernels(), {f, f, 128, 200, 4, 200, 1, 1, 3.0e4f, false});  // near the f16 range
     if (HasFatalFailure()) return;
   }
+}
+
+// A non-finite query element makes its head's logits non-finite: every ISA's attention gives NaN
+// for that head, as the reference does (the SIMD exp once clamped a NaN logit into a tiny
+// finite weight, so that a head of values all 0.25 came out as 0.0117), and leaves the other
+// heads as the reference has them. Both precisions: the fast paths take the exact one here.
+TEST_P(AttendTest, NonFiniteQueriesGiveNaNAsTheReferenceDoes) {
+  const std::size_t dim = 64, n = 70, n_q = 2;
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (RowFormat f : all_formats(dim, 32))
+    for (float bad : {nan, inf, -inf})
+      for (Precision precision : {Precision::exact, Precision::fast}) {
+        SCOPED_TRACE(std::string(dtype_name(f.dtype)) + " query element " + std::to_string(bad) +
+                     (precision == Precision::fast ? " fast" : " exact"));
+        const std::size_t bytes = row_bytes(f, dim);
+        std::vector<std::byte> k(n * bytes), v(n * bytes);
+        ref::encode_rows(f, dim, gaussian(n * dim, 61).data(), dim, n, k.data(), bytes);
+        ref::encode_rows(f, dim, std::vector<float>(n * dim, 0.25f).data(), dim, n, v.data(), bytes);
+        std::vector<float> q = gaussian(n_q * dim, 62);
+        q[3] = bad;  // head 0; head 1 stays finite
+        const Segment seg{k.data(), v.data(), n};
+        std::vector<float> out[2];
+        const Table* tables[2] = {&table(Isa::scalar), &kernels()};
+        for (std::size_t j = 0; j < 2; ++j) {
+          std::vector<float> m(n_q, -std::numeric_limits<float>::infinity()), l(n_q, 0.0f), acc(n_q * dim, 0.0f);
+          AttendArgs a = attend_args(q.data(), n_q, dim, f, f, bytes, bytes, 0.125f);
+          a.segments = &seg;
+          a.n_segments = 1;
+          a.rows = n;
+          a.precision = precision;
+          a.m = m.data();
+          a.l = l.data();
+          a.acc = acc.data();
+          tables[j]->attend(a);
+          for (std::size_t i = 0; i < n_q * dim; ++i) out[j].push_back(acc[i] / l[i / dim]);
+        }
+        for (std::size_t i = 0; i < dim; ++i) {
+          ASSERT_TRUE(std::isnan(out[0][i])) << "reference, element " << i << ": " << out[0][i];
+          ASSERT_TRUE(std::isnan(out[1][i])) << "element " << i << ": " << out[1][i];
+        }
+        // The finite head: within the exact tolerance, or bf16 rounding of weights (2^-8) on a fast path.
+        const float tol = precision == Precision::fast ? 2e-3f : 1e-5f;
+        for (std::size_t i = dim; i < n_q * dim; ++i) ASSERT_NEAR(out[1][i], out[0][i], tol) << "finite head, element " << i;
+      }
 }
 
 TEST_P(AttendTest, NoRowsLeavesTheStateUnchanged) {

@@ -103,9 +103,10 @@ std::vector<Data> data_kinds() {
 }
 
 std::vector<RowFormat> formats_for(std::size_t dim) {
-  std::vector<RowFormat> f{{Dtype::f32, 0}, {Dtype::f16, 0}, {Dtype::bf16, 0}};
+  std::vector<RowFormat> f;
+  for (Dtype d : dtypes_of(Family::element)) f.push_back({d, 0});
   if (dim % 8 != 0) return f;
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+  for (Dtype d : dtypes_of(Family::grouped))
     for (std::size_t g : {8, 16, 24, 32, 64, 128, 256})
       if (g <= dim && dim % g == 0) f.push_back({d, static_cast<std::uint16_t>(g)});
   return f;
@@ -122,12 +123,12 @@ float f16_param(const std::byte* row, RowFormat f, std::size_t dim, std::size_t 
   return half::f16_to_f32(h);
 }
 
-// Rows x (dense, `dim` floats each) encoded by `t` and by the reference in q8, q4 and q2 at
-// each group size: bitwise equal.
+// Rows x (dense, `dim` floats each) encoded by `t` and by the reference in every grouped format
+// at each group size: bitwise equal.
 void expect_quantized_rows_match(const Table& t, const std::vector<float>& x, std::size_t dim,
                                  std::initializer_list<std::uint16_t> groups) {
   const std::size_t n = x.size() / dim;
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2})
+  for (Dtype d : dtypes_of(Family::grouped))
     for (std::uint16_t g : groups) {
       const RowFormat f{d, g};
       std::vector<std::byte> want(n * row_bytes(f, dim)), got(want.size());
@@ -166,14 +167,15 @@ TEST_P(CodecTest, EncodeAndDecodeMatchTheReferenceBitwise) {
             }
 
           // |x - decode(encode(x))| <= scale/2 for quantized rows, plus one ulp of the group's
-          // largest magnitude (x - min and fma(code, scale, min) round at that magnitude).
+          // largest magnitude (x - min and fma(code, scale, min) round at that magnitude);
+          // element formats: their traits' bound inside their range.
           if (kind.in_range) {
             for (std::size_t r = 0; r < n; ++r)
               for (std::size_t i = 0; i < dim; ++i) {
                 const float xi = x[r * dim + i], yi = got_y.data()[r * src_stride + i];
-                float bound = 0.0f;
-                if (f.dtype == Dtype::f16) bound = std::max(std::fabs(xi) * 0x1p-11f, 0x1p-25f);
-                if (f.dtype == Dtype::bf16) bound = std::fabs(xi) * 0x1p-8f;
+                const FormatTraits& t = traits(f.dtype);
+                if (!is_quantized(f.dtype) && std::fabs(xi) > t.max_finite) continue;
+                float bound = std::max(std::fabs(xi) * t.rel_error, t.abs_error);
                 if (is_quantized(f.dtype)) {
                   const float scale = f16_param(got.data() + r * dst_stride, f, dim, i / f.group, 0);
                   const float min = f16_param(got.data() + r * dst_stride, f, dim, i / f.group, 1);
@@ -198,18 +200,20 @@ TEST_P(CodecTest, SaturatesAndRoundsSpecialValuesLikeTheReference) {
                                    -65520.0f, 3.4e38f, 1e-40f,  -1e-40f, 5.96e-8f, -2.98e-8f, 2.98e-8f,  0.0f,
                                    -0.0f,     1.0f,    0x1.fffffep+127f, -0x1.fffffep+127f, 0x1.ff7p127f, 1.00390625f,
                                    std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()};
-  for (Dtype d : {Dtype::f16, Dtype::bf16}) {
+  for (Dtype d : dtypes_of(Family::element)) {
     const RowFormat f{d, 0};
-    const std::size_t dim = special.size();
+    const std::size_t dim = special.size(), bytes = bits_of(d) / 8;
     std::vector<std::byte> want(row_bytes(f, dim)), got(row_bytes(f, dim));
     ref::encode_rows(f, dim, special.data(), dim, 1, want.data(), 0);
     kernels().encode_rows(f, dim, special.data(), dim, 1, got.data(), 0);
-    for (std::size_t i = 0; i < dim; ++i) {
-      std::uint16_t a, b;
-      std::memcpy(&a, want.data() + 2 * i, 2);
-      std::memcpy(&b, got.data() + 2 * i, 2);
-      EXPECT_EQ(a, b) << dtype_name(d) << " input " << special[i];
-    }
+    for (std::size_t i = 0; i < dim; ++i)
+      EXPECT_EQ(0, std::memcmp(want.data() + i * bytes, got.data() + i * bytes, bytes)) << dtype_name(d) << " input " << special[i];
+    std::vector<float> want_y(dim), got_y(dim);
+    ref::decode_rows(f, dim, want.data(), 0, 1, want_y.data(), 0);
+    kernels().decode_rows(f, dim, want.data(), 0, 1, got_y.data(), 0);
+    for (std::size_t i = 0; i < dim; ++i)
+      EXPECT_EQ(std::bit_cast<std::uint32_t>(want_y[i]), std::bit_cast<std::uint32_t>(got_y[i]))
+          << dtype_name(d) << " input " << special[i];
   }
   // Quantized rows of extreme groups (finite inputs): saturated f16 params, codes clamped. The
   // pattern is tiled to 3 rows of 96 so that every group size's packed path sees it.
@@ -220,6 +224,30 @@ TEST_P(CodecTest, SaturatesAndRoundsSpecialValuesLikeTheReference) {
   for (std::size_t i = 0; i < 12; ++i) x.insert(x.end(), pattern.begin(), pattern.end());
   const std::size_t dim = 96;
   expect_quantized_rows_match(kernels(), x, dim, {8, 16, 32, 96});
+}
+
+// Every code of the element formats of up to 16 bits, decoded: bitwise the reference's value
+// (NaN codes: a NaN of the same sign).
+TEST_P(CodecTest, ElementFormatsDecodeEveryCodeLikeTheReference) {
+  for (Dtype d : dtypes_of(Family::element)) {
+    const unsigned bits = bits_of(d);
+    if (bits > 16) continue;
+    SCOPED_TRACE(dtype_name(d));
+    const std::size_t dim = std::size_t{1} << bits, bytes = bits / 8;
+    std::vector<std::byte> row(row_bytes({d, 0}, dim));
+    for (std::size_t i = 0; i < dim; ++i) std::memcpy(row.data() + i * bytes, &i, bytes);  // little-endian
+    std::vector<float> want(dim), got(dim);
+    ref::decode_rows({d, 0}, dim, row.data(), 0, 1, want.data(), 0);
+    kernels().decode_rows({d, 0}, dim, row.data(), 0, 1, got.data(), 0);
+    for (std::size_t i = 0; i < dim; ++i) {
+      if (std::isnan(want[i])) {
+        ASSERT_TRUE(std::isnan(got[i])) << "code " << i;
+        ASSERT_EQ(std::signbit(got[i]), std::signbit(want[i])) << "code " << i;
+        continue;
+      }
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(got[i]), std::bit_cast<std::uint32_t>(want[i])) << "code " << i;
+    }
+  }
 }
 
 // Rows of more groups than the batched encoder takes (kEncodeMaxGroups) go row by row, eight
@@ -236,7 +264,7 @@ TEST_P(CodecTest, RowsOfManyGroupsMatchTheReferenceBitwise) {
 
 TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
   std::size_t cases = 0;
-  for (Dtype d : {Dtype::q8, Dtype::q4, Dtype::q2}) {
+  for (Dtype d : dtypes_of(Family::grouped)) {
     for (std::size_t dim : {8, 24, 64, 96, 128, 136, 240}) {  // every channel tile size (8, 4, 2, 1 vectors)
       for (std::size_t tokens : {1, 3, 17, 32, 128}) {
         for (const Data& kind : data_kinds()) {
@@ -272,7 +300,7 @@ TEST_P(CodecTest, ChannelBlocksMatchTheReferenceBitwise) {
       }
     }
   }
-  EXPECT_EQ(cases, 3u * 7u * 5u * data_kinds().size());
+  EXPECT_EQ(cases, dtypes_of(Family::grouped).size() * 7u * 5u * data_kinds().size());
 }
 
 KVC_INSTANTIATE_FOR_EVERY_ISA(CodecTest);

@@ -17,8 +17,12 @@
 
 namespace kvc::kernels::testing {
 
-inline constexpr std::array<Isa, 5> kAllIsas{Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni,
-                                             Isa::avx512bf16};
+// Every target of kIsaTraits, supported here or not.
+inline const std::vector<Isa> kAllIsas = [] {
+  std::vector<Isa> isas;
+  for (const IsaTraits& t : kIsaTraits) isas.push_back(t.isa);
+  return isas;
+}();
 
 class IsaTest : public ::testing::TestWithParam<Isa> {
  protected:
@@ -93,6 +97,28 @@ inline AttendArgs attend_args(const float* q, std::size_t n_q, std::size_t dim, 
   a.v_stride = v_stride;
   a.scale = scale;
   return a;
+}
+
+// The formats of kFormatTraits, all of them or those of one family: what the tests iterate, so
+// that a new format is tested without being listed here.
+inline std::vector<Dtype> all_dtypes() {
+  std::vector<Dtype> d;
+  for (const FormatTraits& t : kFormatTraits) d.push_back(t.dtype);
+  return d;
+}
+
+inline std::vector<Dtype> dtypes_of(Family family) {
+  std::vector<Dtype> d;
+  for (const FormatTraits& t : kFormatTraits)
+    if (t.family == family) d.push_back(t.dtype);
+  return d;
+}
+
+// Every format, grouped ones with groups of `group` elements.
+inline std::vector<RowFormat> all_formats(std::uint16_t group) {
+  std::vector<RowFormat> f;
+  for (Dtype d : all_dtypes()) f.push_back({d, is_quantized(d) ? group : std::uint16_t{0}});
+  return f;
 }
 
 inline std::vector<float> gaussian(std::size_t n, unsigned seed, float sigma = 1.0f) {

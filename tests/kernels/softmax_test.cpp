@@ -35,6 +35,30 @@ TEST_P(SoftmaxTest, WeightsMatchTheReferenceWithinTwoUlp) {
   }
 }
 
+// A NaN logit (from a non-finite query) gives what the reference gives in every combine mode:
+// NaN where it assigns or adds, the prior where std::max(prior, NaN) keeps it.
+TEST_P(SoftmaxTest, NaNLogitsGiveWhatTheReferenceGives) {
+  const std::size_t n = 37;
+  std::vector<float> logits = gaussian(n, 5, 4.0f);
+  float max = -std::numeric_limits<float>::infinity();
+  for (float x : logits) max = std::max(max, x);
+  logits[5] = logits[20] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> prior = gaussian(n, 6, 0.1f);
+  for (Combine c : {Combine::assign, Combine::add, Combine::max}) {
+    SCOPED_TRACE("combine " + std::to_string(static_cast<int>(c)));
+    std::vector<float> want(prior), got(prior);
+    ref::softmax_weights(logits.data(), n, max, 1.0f, c, want.data());
+    kernels().softmax_weights(logits.data(), n, max, 1.0f, c, got.data());
+    for (std::size_t r = 0; r < n; ++r) {
+      ASSERT_EQ(std::isnan(got[r]), std::isnan(want[r])) << "row " << r << ": " << got[r] << " vs " << want[r];
+      if (!std::isnan(want[r])) {
+        ASSERT_NEAR(got[r], want[r], 1e-6f * std::abs(want[r]) + 1e-37f) << "row " << r;
+      }
+    }
+    EXPECT_TRUE(c == Combine::max ? !std::isnan(want[5]) : std::isnan(want[5]));
+  }
+}
+
 KVC_INSTANTIATE_FOR_EVERY_ISA(SoftmaxTest);
 
 }  // namespace

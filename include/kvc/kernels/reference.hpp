@@ -3,6 +3,7 @@
 // SIMD kernels must produce the same quantized codes and scales bit for bit, and attention
 // within the tolerances stated in tests/kernels. Readability over speed.
 #include "kvc/kernels/format.hpp"
+#include "kvc/kernels/fp8.hpp"
 #include "kvc/kernels/half.hpp"
 #include "kvc/kernels/table.hpp"
 
@@ -17,10 +18,8 @@ namespace kvc::kernels::ref {
 // Largest stored row the scalar reference attends over (stack buffers, no allocation).
 inline constexpr std::size_t kMaxDim = 1024;
 
-struct GroupParams {
-  std::uint16_t scale;  // f16
-  std::uint16_t min;    // f16
-};
+// The {f16 scale, f16 min} pair is the block struct of format.hpp; this spelling stays for callers.
+using GroupParams = kvc::kernels::GroupParams;
 
 // Asymmetric min/scale of one group: min rounds down and scale rounds up to f16, so the stored
 // range covers every input and the round-trip error is at most scale/2.
@@ -56,67 +55,85 @@ inline std::uint8_t get_code(const std::byte* codes, std::size_t i, unsigned bit
   return static_cast<std::uint8_t>((static_cast<unsigned>(codes[i / per_byte]) >> shift) & ((1u << bits) - 1u));
 }
 
-inline void encode_row(RowFormat f, std::size_t dim, const float* x, std::byte* dst) noexcept {
-  switch (f.dtype) {
-    case Dtype::f32:
-      std::memcpy(dst, x, dim * sizeof(float));
-      return;
-    case Dtype::f16:
-    case Dtype::bf16:
-      for (std::size_t i = 0; i < dim; ++i) {
-        const std::uint16_t h = f.dtype == Dtype::f16 ? half::f32_to_f16(x[i]) : half::f32_to_bf16(x[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-      return;
-    case Dtype::q8:
-    case Dtype::q4:
-    case Dtype::q2: {
-      const unsigned bits = bits_of(f.dtype);
-      std::byte* params = dst + code_bytes(f, dim);
-      for (std::size_t g = 0; g * f.group < dim; ++g) {
-        const float* xg = x + g * f.group;
-        const GroupParams p = group_params(xg, f.group, bits);
-        std::memcpy(params + g * kGroupParamBytes, &p.scale, 2);
-        std::memcpy(params + g * kGroupParamBytes + 2, &p.min, 2);
-        const float scale = half::f16_to_f32(p.scale);
-        const float min = half::f16_to_f32(p.min);
-        const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-        for (std::size_t i = 0; i < f.group; ++i)
-          put_code(dst, g * f.group + i, quantize_value(xg[i], min, inv, bits), bits);
-      }
-      return;
+// Element formats: one code per element, converted by To (f32 -> code) and From (code -> f32).
+template <class Code, Code (*To)(float), float (*From)(Code)>
+struct ElementCodec {
+  static void encode(RowFormat, std::size_t dim, const float* x, std::byte* dst) noexcept {
+    for (std::size_t i = 0; i < dim; ++i) {
+      const Code c = To(x[i]);
+      std::memcpy(dst + i * sizeof(Code), &c, sizeof(Code));
     }
   }
+  static void decode(RowFormat, std::size_t dim, const std::byte* src, float* y) noexcept {
+    for (std::size_t i = 0; i < dim; ++i) {
+      Code c;
+      std::memcpy(&c, src + i * sizeof(Code), sizeof(Code));
+      y[i] = From(c);
+    }
+  }
+};
+
+inline float f32_identity(float x) noexcept { return x; }
+using F32Codec = ElementCodec<float, &f32_identity, &f32_identity>;
+using F16Codec = ElementCodec<std::uint16_t, &half::f32_to_f16, &half::f16_to_f32>;
+using Bf16Codec = ElementCodec<std::uint16_t, &half::f32_to_bf16, &half::bf16_to_f32>;
+using E4m3Codec = ElementCodec<std::uint8_t, &fp8::f32_to_e4m3, &fp8::e4m3_to_f32>;
+
+// Grouped formats (q8, q4, q2): per group, group_params, then the codes from them.
+struct GroupedCodec {
+  static void encode(RowFormat f, std::size_t dim, const float* x, std::byte* dst) noexcept {
+    const unsigned bits = bits_of(f.dtype);
+    std::byte* params = dst + code_bytes(f, dim);
+    for (std::size_t g = 0; g * f.group < dim; ++g) {
+      const float* xg = x + g * f.group;
+      const GroupParams p = group_params(xg, f.group, bits);
+      std::memcpy(params + g * kGroupParamBytes, &p, kGroupParamBytes);
+      const float scale = half::f16_to_f32(p.scale);
+      const float min = half::f16_to_f32(p.min);
+      const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+      for (std::size_t i = 0; i < f.group; ++i)
+        put_code(dst, g * f.group + i, quantize_value(xg[i], min, inv, bits), bits);
+    }
+  }
+  static void decode(RowFormat f, std::size_t dim, const std::byte* src, float* y) noexcept {
+    const unsigned bits = bits_of(f.dtype);
+    const std::byte* params = src + code_bytes(f, dim);
+    for (std::size_t i = 0; i < dim; ++i) {
+      GroupParams p;
+      std::memcpy(&p, params + i / f.group * kGroupParamBytes, kGroupParamBytes);
+      y[i] = std::fma(static_cast<float>(get_code(src, i, bits)), half::f16_to_f32(p.scale), half::f16_to_f32(p.min));
+    }
+  }
+};
+
+// The specification of every format's row codec: one row per format, in kFormatTraits' order.
+struct RowCodec {
+  Dtype dtype;
+  void (*encode)(RowFormat f, std::size_t dim, const float* x, std::byte* dst) noexcept;
+  void (*decode)(RowFormat f, std::size_t dim, const std::byte* src, float* y) noexcept;
+};
+
+template <class C>
+inline constexpr RowCodec codec_row(Dtype d) noexcept {
+  return {d, &C::encode, &C::decode};
+}
+
+inline constexpr RowCodec kRowCodecs[] = {
+    codec_row<F32Codec>(Dtype::f32), codec_row<F16Codec>(Dtype::f16),     codec_row<Bf16Codec>(Dtype::bf16),
+    codec_row<GroupedCodec>(Dtype::q8), codec_row<GroupedCodec>(Dtype::q4), codec_row<GroupedCodec>(Dtype::q2),
+    codec_row<E4m3Codec>(Dtype::e4m3),
+};
+
+static_assert(sizeof(kRowCodecs) / sizeof(kRowCodecs[0]) == kDtypeCount &&
+                  kvc::kernels::detail::rows_in_enum_order<&RowCodec::dtype>(kRowCodecs),
+              "kRowCodecs needs one row per format, in the order of kFormatTraits.");
+
+inline void encode_row(RowFormat f, std::size_t dim, const float* x, std::byte* dst) noexcept {
+  kRowCodecs[static_cast<std::size_t>(f.dtype)].encode(f, dim, x, dst);
 }
 
 inline void decode_row(RowFormat f, std::size_t dim, const std::byte* src, float* y) noexcept {
-  switch (f.dtype) {
-    case Dtype::f32:
-      std::memcpy(y, src, dim * sizeof(float));
-      return;
-    case Dtype::f16:
-    case Dtype::bf16:
-      for (std::size_t i = 0; i < dim; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        y[i] = f.dtype == Dtype::f16 ? half::f16_to_f32(h) : half::bf16_to_f32(h);
-      }
-      return;
-    case Dtype::q8:
-    case Dtype::q4:
-    case Dtype::q2: {
-      const unsigned bits = bits_of(f.dtype);
-      const std::byte* params = src + code_bytes(f, dim);
-      for (std::size_t i = 0; i < dim; ++i) {
-        const std::size_t g = i / f.group;
-        std::uint16_t s, m;
-        std::memcpy(&s, params + g * kGroupParamBytes, 2);
-        std::memcpy(&m, params + g * kGroupParamBytes + 2, 2);
-        y[i] = std::fma(static_cast<float>(get_code(src, i, bits)), half::f16_to_f32(s), half::f16_to_f32(m));
-      }
-      return;
-    }
-  }
+  kRowCodecs[static_cast<std::size_t>(f.dtype)].decode(f, dim, src, y);
 }
 
 inline void encode_rows(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,

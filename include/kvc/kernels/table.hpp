@@ -13,6 +13,53 @@ namespace kvc::kernels {
 // avx512bf16: avx512vnni plus AVX512-BF16 dot products for Precision::fast over f16/bf16 rows.
 enum class Isa : std::uint8_t { scalar, avx2, avx512, avx512vnni, avx512bf16 };
 
+// CPU features a kernel table needs, each with the OS support for its registers
+// (src/cpu_features.cpp detects them). Every feature implies the ones above it.
+enum CpuFeature : std::uint32_t {
+  kCpuAvx2 = 1u << 0,        // AVX2, FMA, F16C; YMM state
+  kCpuAvx512 = 1u << 1,      // AVX-512 F, DQ, BW, VL; ZMM and opmask state
+  kCpuAvx512Vnni = 1u << 2,  // AVX512-VNNI
+  kCpuAvx512Bf16 = 1u << 3,  // AVX512-BF16
+};
+
+// The targets, one row per Isa in its order (simdjson's implementation list): the name KVC_ISA
+// and the logs use, and the CPU features the target's translation unit is compiled for
+// (src/CMakeLists.txt gives it the matching -m flags, src/kernels/<name>/<name>_table.cpp).
+// Dispatch, the supported-ISA query and the tests derive from this table.
+struct IsaTraits {
+  Isa isa;
+  const char* name;
+  std::uint32_t features;  // CpuFeature bits
+};
+
+inline constexpr IsaTraits kIsaTraits[] = {
+    {Isa::scalar, "scalar", 0},
+    {Isa::avx2, "avx2", kCpuAvx2},
+    {Isa::avx512, "avx512", kCpuAvx2 | kCpuAvx512},
+    {Isa::avx512vnni, "avx512vnni", kCpuAvx2 | kCpuAvx512 | kCpuAvx512Vnni},
+    {Isa::avx512bf16, "avx512bf16", kCpuAvx2 | kCpuAvx512 | kCpuAvx512Vnni | kCpuAvx512Bf16},
+};
+inline constexpr std::size_t kIsaCount = sizeof(kIsaTraits) / sizeof(kIsaTraits[0]);
+
+namespace detail {
+// As for Dtype (format.hpp): a new enumerator must be named here, and then needs its row.
+static constexpr bool is_named(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::scalar:
+    case Isa::avx2:
+    case Isa::avx512:
+    case Isa::avx512vnni:
+    case Isa::avx512bf16: return true;
+  }
+  return false;
+}
+}  // namespace detail
+static_assert(detail::rows_in_enum_order<&IsaTraits::isa>(kIsaTraits),
+              "kIsaTraits must list the targets in the order of Isa.");
+static_assert(!detail::is_named(static_cast<Isa>(kIsaCount)), "Every Isa needs its row in kIsaTraits.");
+
+static constexpr const IsaTraits& traits(Isa isa) noexcept { return kIsaTraits[static_cast<std::size_t>(isa)]; }
+
 // How attention may compute. ISAs without int8 or bf16 dot products always compute exactly.
 //   exact: q.K and weights.V in fp32 on the dequantized rows (ref::attend within 2e-5).
 //   fast, quantized rows (q8, q4, q2) on avx512vnni and avx512bf16: q is quantized to int8 once
@@ -118,7 +165,7 @@ Isa resolve_isa(const char* forced);
 const Table& table(Isa isa) noexcept;
 
 // The table chosen once per process: preferred_isa(), or the one named by the
-// environment variable KVC_ISA (scalar, avx2, avx512, avx512vnni, avx512bf16). Throws kvc::Error on the first call if
+// environment variable KVC_ISA (a name of kIsaTraits). Throws kvc::Error on the first call if
 // KVC_ISA names an unknown or unsupported ISA.
 const Table& active();
 

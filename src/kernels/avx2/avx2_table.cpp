@@ -1,23 +1,12 @@
-// The AVX2 + FMA + F16C kernel table. Compiled with -mavx2 -mfma -mf16c (src/CMakeLists.txt);
-// everything but avx2_table() has internal linkage, so no AVX2 code can leak into other callers.
-#include <immintrin.h>
-
-#include <cstddef>
-#include <cstdint>
-#include <new>
-#include <type_traits>
-
-#include "kvc/kernels/format.hpp"
-#include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak
-#include "../tuning.hpp"
+// The AVX2 + FMA + F16C kernel table (kCpuAvx2). Compiled with -mavx2 -mfma -mf16c
+// (src/CMakeLists.txt); everything but isa_table<Isa::avx2> has internal linkage, so no AVX2 code can leak into other callers.
+#include "../simd/tu_begin.hpp"
 
 namespace kvc::kernels {
 namespace {
 
 #include "../simd/ops_avx2-inl.hpp"
-#include "../simd/codec-inl.hpp"
-#include "../simd/attend-inl.hpp"
-#include "../simd/softmax-inl.hpp"
+#include "../simd/kernels-inl.hpp"
 
 void encode_rows_avx2(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
                       std::byte* dst, std::size_t dst_stride) noexcept {
@@ -48,7 +37,8 @@ void softmax_weights_avx2(const float* logits, std::size_t n, float max, float s
 
 }  // namespace
 
-const Table& avx2_table() noexcept {
+template <>
+const Table& isa_table<Isa::avx2>() noexcept {
   static constexpr Table table{Isa::avx2,  &encode_rows_avx2,     &decode_rows_avx2,
                                &attend_avx2, &encode_channels_avx2, &decode_channels_avx2,
                                &softmax_weights_avx2};

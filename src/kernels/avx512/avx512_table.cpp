@@ -1,23 +1,19 @@
 // The AVX-512 (F/BW/VL/DQ) kernel table. 16-lane kernels, with the 8-lane ones (compiled here
 // with AVX-512 flags, internal linkage) for encoding quantized rows and for per-channel blocks
 // whose dim is 8 mod 16.
-#include "../simd/avx512_tu.hpp"
+#include "../simd/tu_begin.hpp"
 
 namespace kvc::kernels {
 namespace {
 
 #include "../simd/ops_avx2-inl.hpp"
 #include "../simd/ops_avx512-inl.hpp"
-#include "../simd/codec-inl.hpp"
-#include "../simd/attend-inl.hpp"
-#include "../simd/softmax-inl.hpp"
+#include "../simd/kernels-inl.hpp"
 
 void encode_rows_avx512(RowFormat f, std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
                         std::byte* dst, std::size_t dst_stride) noexcept {
-  if (is_quantized(f.dtype))  // 8-lane vectors (codec-inl.hpp, encode_quantized_rows)
-    encode_rows<Ops256>(f, dim, src, src_stride, n, dst, dst_stride);
-  else
-    encode_float_rows<Ops512>(f, dim, src, src_stride, n, dst, dst_stride);
+  // Grouped formats with 8-lane vectors (codec-inl.hpp, encode_quantized_rows).
+  encode_rows<Ops512, Ops256>(f, dim, src, src_stride, n, dst, dst_stride);
 }
 
 void decode_rows_avx512(RowFormat f, std::size_t dim, const std::byte* src, std::size_t src_stride, std::size_t n,
@@ -46,7 +42,8 @@ void softmax_weights_avx512(const float* logits, std::size_t n, float max, float
 
 }  // namespace
 
-const Table& avx512_table() noexcept {
+template <>
+const Table& isa_table<Isa::avx512>() noexcept {
   static constexpr Table table{Isa::avx512,  &encode_rows_avx512,     &decode_rows_avx512,
                                &attend_avx512, &encode_channels_avx512, &decode_channels_avx512,
                                &softmax_weights_avx512};

@@ -20,15 +20,11 @@ struct Reader {
   static constexpr unsigned bits = kvc::kernels::bits_of(D);
 
   static const std::byte* params(const std::byte* row, std::size_t dim) noexcept { return row + dim * bits / 8; }
-  // Elements [d, d + n) with their own parameters (any group that is a multiple of 8).
+  // Elements [d, d + n) (grouped formats: with their own parameters, any group that is a
+  // multiple of 8).
   static F chunk(const std::byte* row, std::size_t dim, std::size_t group, std::size_t d, std::size_t n) noexcept {
-    using kvc::kernels::Dtype;
-    if constexpr (D == Dtype::f32) {
-      return O::load_n(reinterpret_cast<const float*>(row) + d, n);
-    } else if constexpr (D == Dtype::f16) {
-      return O::load_f16(row + 2 * d, n);
-    } else if constexpr (D == Dtype::bf16) {
-      return O::load_bf16(row + 2 * d, n);
+    if constexpr (!quantized) {
+      return Elements<D>::template load<O>(row, d, n);
     } else {
       F s, m;
       O::load_params(params(row, dim), d / group, n > 8 ? (d + 8) / group : d / group, s, m);
@@ -304,7 +300,7 @@ inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std:
     const typename O::F vm = O::set1(m_new);
     typename O::F sum = O::zero();
     for (std::size_t r = 0; r < B; r += W) {
-      const typename O::F e = O::exp(O::sub(O::load(logits[h] + r), vm));
+      const typename O::F e = vexp<O>(O::sub(O::load(logits[h] + r), vm));
       O::store(p[h] + r, e);
       sum = O::add(sum, e);
     }
@@ -313,7 +309,7 @@ inline void attend_heads(const kvc::kernels::AttendArgs& a, std::size_t h0, std:
     a.m[head] = m_new;
     acc[h] = a.acc + head * a.v_dim;
   }
-  O::store(alpha, O::exp(O::load(alpha)));
+  O::store(alpha, vexp<O>(O::load(alpha)));
   for (std::size_t h = 0; h < nh; ++h) a.l[h0 + h] = a.l[h0 + h] * alpha[h] + sums[h];
   values_fn(a, acc, alpha, p, b);
 }
@@ -341,21 +337,10 @@ inline void stages_for(std::size_t nh, LogitsFnOf<B>& lf, ValuesFnOf<B>& vf) noe
 template <class O, std::size_t B>
 inline void stages(kvc::kernels::Dtype kd, kvc::kernels::Dtype vd, std::size_t nh, LogitsFnOf<B>& lf,
                    ValuesFnOf<B>& vf) noexcept {
-  using kvc::kernels::Dtype;
   LogitsFnOf<B> unused_l;
   ValuesFnOf<B> unused_v;
-  const auto pick = [nh](Dtype d, LogitsFnOf<B>& l, ValuesFnOf<B>& v) {
-    switch (d) {
-      case Dtype::f32: return stages_for<O, Dtype::f32, B>(nh, l, v);
-      case Dtype::f16: return stages_for<O, Dtype::f16, B>(nh, l, v);
-      case Dtype::bf16: return stages_for<O, Dtype::bf16, B>(nh, l, v);
-      case Dtype::q8: return stages_for<O, Dtype::q8, B>(nh, l, v);
-      case Dtype::q4: return stages_for<O, Dtype::q4, B>(nh, l, v);
-      case Dtype::q2: return stages_for<O, Dtype::q2, B>(nh, l, v);
-    }
-  };
-  pick(kd, lf, unused_v);
-  pick(vd, unused_l, vf);
+  with_dtype(kd, [&](auto D) { stages_for<O, D(), B>(nh, lf, unused_v); });
+  with_dtype(vd, [&](auto D) { stages_for<O, D(), B>(nh, unused_l, vf); });
 }
 
 // Stages that replace the generic ones get the V rows of the block two blocks ahead fetched into

@@ -21,53 +21,38 @@ inline float first_zero(const float* x, std::size_t n) noexcept {
   return 0.0f;
 }
 
-// Calls fn(d, values, n) for consecutive chunks of up to O::W decoded elements of one row;
-// lanes at and beyond n hold unspecified finite values.
-template <class O, class Fn>
-inline void visit_row(kvc::kernels::RowFormat f, std::size_t dim, const std::byte* row, Fn&& fn) noexcept {
-  using kvc::kernels::Dtype;
+// Calls fn(d, values, n) for consecutive chunks of up to O::W decoded elements of one row of
+// format D; lanes at and beyond n hold unspecified finite values.
+template <class O, kvc::kernels::Dtype D, class Fn>
+inline void visit_row_of(kvc::kernels::RowFormat f, std::size_t dim, const std::byte* row, Fn&& fn) noexcept {
   constexpr std::size_t W = O::W;
-  switch (f.dtype) {
-    case Dtype::f32: {
-      const auto* p = reinterpret_cast<const float*>(row);
-      std::size_t d = 0;
-      for (; d + W <= dim; d += W) fn(d, O::load(p + d), W);
-      if (d < dim) fn(d, O::load_n(p + d, dim - d), dim - d);
-      return;
-    }
-    case Dtype::f16:
-    case Dtype::bf16: {
-      const bool is_f16 = f.dtype == Dtype::f16;
-      std::size_t d = 0;
-      for (; d + W <= dim; d += W) fn(d, is_f16 ? O::load_f16(row + 2 * d, W) : O::load_bf16(row + 2 * d, W), W);
-      if (d < dim) {
-        const std::size_t n = dim - d;
-        fn(d, is_f16 ? O::load_f16(row + 2 * d, n) : O::load_bf16(row + 2 * d, n), n);
+  if constexpr (!is_grouped<D>) {
+    std::size_t d = 0;
+    for (; d + W <= dim; d += W) fn(d, Elements<D>::template load<O>(row, d, W), W);
+    if (d < dim) fn(d, Elements<D>::template load<O>(row, d, dim - d), dim - d);
+  } else {
+    constexpr unsigned bits = kvc::kernels::bits_of(D);
+    const std::byte* params = row + dim * bits / 8;
+    const std::size_t group = f.group;
+    typename O::F s, m;
+    if (group % W == 0) {
+      for (std::size_t g = 0; g * group < dim; ++g) {
+        O::load_params(params, g, g, s, m);
+        for (std::size_t d = g * group; d < (g + 1) * group; d += W) fn(d, O::fmadd(O::load_codes(row, d, bits, W), s, m), W);
       }
       return;
     }
-    case Dtype::q8:
-    case Dtype::q4:
-    case Dtype::q2: {
-      const unsigned bits = kvc::kernels::bits_of(f.dtype);
-      const std::byte* params = row + dim * bits / 8;
-      const std::size_t group = f.group;
-      typename O::F s, m;
-      if (group % W == 0) {
-        for (std::size_t g = 0; g * group < dim; ++g) {
-          O::load_params(params, g, g, s, m);
-          for (std::size_t d = g * group; d < (g + 1) * group; d += W) fn(d, O::fmadd(O::load_codes(row, d, bits, W), s, m), W);
-        }
-        return;
-      }
-      for (std::size_t d = 0; d < dim; d += W) {  // a vector spans two groups of 8 (or a tail)
-        const std::size_t n = min_size(W, dim - d);
-        O::load_params(params, d / group, n > 8 ? (d + 8) / group : d / group, s, m);
-        fn(d, O::fmadd(O::load_codes(row, d, bits, n), s, m), n);
-      }
-      return;
+    for (std::size_t d = 0; d < dim; d += W) {  // a vector spans two groups of 8 (or a tail)
+      const std::size_t n = min_size(W, dim - d);
+      O::load_params(params, d / group, n > 8 ? (d + 8) / group : d / group, s, m);
+      fn(d, O::fmadd(O::load_codes(row, d, bits, n), s, m), n);
     }
   }
+}
+
+template <class O, class Fn>
+inline void visit_row(kvc::kernels::RowFormat f, std::size_t dim, const std::byte* row, Fn&& fn) noexcept {
+  with_dtype(f.dtype, [&](auto D) { visit_row_of<O, D()>(f, dim, row, fn); });
 }
 
 template <class O>
@@ -273,41 +258,36 @@ inline void encode_quantized(kvc::kernels::RowFormat f, std::size_t dim, const f
   }
 }
 
-// f32, f16 and bf16 rows, any dim.
-template <class O>
-inline void encode_float_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
-                              std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
+// Rows of an element format, any dim.
+template <class O, kvc::kernels::Dtype D>
+inline void encode_element_rows(std::size_t dim, const float* src, std::size_t src_stride, std::size_t n,
+                                std::byte* dst, std::size_t dst_stride) noexcept {
   constexpr std::size_t W = O::W;
   for (std::size_t r = 0; r < n; ++r) {
     const float* x = src + r * src_stride;
     std::byte* y = dst + r * dst_stride;
-    if (f.dtype == kvc::kernels::Dtype::f32) {
+    if constexpr (D == kvc::kernels::Dtype::f32) {
       __builtin_memcpy(y, x, dim * sizeof(float));
-      continue;
-    }
-    const bool is_f16 = f.dtype == kvc::kernels::Dtype::f16;
-    for (std::size_t d = 0; d < dim; d += W) {
-      const std::size_t k = min_size(W, dim - d);
-      const typename O::F v = O::load_n(x + d, k);
-      if (is_f16)
-        O::store_f16(y + 2 * d, v, k);
-      else
-        O::store_bf16(y + 2 * d, v, k);
+    } else {
+      for (std::size_t d = 0; d < dim; d += W) {
+        const std::size_t k = min_size(W, dim - d);
+        Elements<D>::template store<O>(y, d, O::load_n(x + d, k), k);
+      }
     }
   }
 }
 
-// Any format; quantized formats need group % O::W == 0 (the caller picks O).
-template <class O>
+// Rows of an element format with O, rows of a grouped one with Grouped (8-lane vectors on every
+// ISA: encode_quantized_rows); grouped formats need group % 8 == 0.
+template <class O, class Grouped = O>
 inline void encode_rows(kvc::kernels::RowFormat f, std::size_t dim, const float* src, std::size_t src_stride,
                         std::size_t n, std::byte* dst, std::size_t dst_stride) noexcept {
-  using kvc::kernels::Dtype;
-  switch (f.dtype) {  // the code width is a template argument: no branch per stored vector
-    case Dtype::q8: return encode_quantized<O, 8>(f, dim, src, src_stride, n, dst, dst_stride);
-    case Dtype::q4: return encode_quantized<O, 4>(f, dim, src, src_stride, n, dst, dst_stride);
-    case Dtype::q2: return encode_quantized<O, 2>(f, dim, src, src_stride, n, dst, dst_stride);
-    default: return encode_float_rows<O>(f, dim, src, src_stride, n, dst, dst_stride);
-  }
+  with_dtype(f.dtype, [&](auto D) {  // the code width is a template argument: no branch per stored vector
+    if constexpr (is_grouped<D()>)
+      encode_quantized<Grouped, kvc::kernels::bits_of(D())>(f, dim, src, src_stride, n, dst, dst_stride);
+    else
+      encode_element_rows<O, D()>(dim, src, src_stride, n, dst, dst_stride);
+  });
 }
 
 // NJ vectors of channels from c0 of a per-channel block: their extremes over the tokens in

@@ -112,14 +112,14 @@ inline void generic_pick(kvc::kernels::Dtype d, std::size_t last_nh, LogitsFn* l
 
 inline void generic_int8_logits_stages(const kvc::kernels::AttendArgs& a, GenericInt8Query& g,
                                        StageOverride& over) noexcept {
-  if (!kvc::kernels::is_quantized(a.k_format.dtype) || !generic_int8_prepare(a, g)) return;
+  if (!int8_rows(a.k_format.dtype) || !generic_int8_prepare(a, g)) return;
   generic_pick(a.k_format.dtype, (a.n_q - 1) % kHeadTile + 1, over.logits, nullptr);
   over.prep = &g;
 }
 
 inline void generic_int8_values_stages(const kvc::kernels::AttendArgs& a, StageOverride& over) noexcept {
   const std::size_t group = a.v_format.group;
-  if (!kvc::kernels::is_quantized(a.v_format.dtype) || group == 0 || a.v_dim % group != 0) return;
+  if (!int8_rows(a.v_format.dtype) || group == 0 || a.v_dim % group != 0) return;
   generic_pick(a.v_format.dtype, (a.n_q - 1) % kHeadTile + 1, nullptr, over.values);
 }
 
@@ -128,7 +128,7 @@ inline void generic_int8_values_stages(const kvc::kernels::AttendArgs& a, StageO
 // must outlive the call.
 template <class Scratch>
 inline void int8_stages(const kvc::kernels::AttendArgs& a, Scratch& scratch, StageOverride& over) noexcept {
-  if (kvc::kernels::is_quantized(a.k_format.dtype) && !int8_logits_stages(a, scratch.template make<Int8Query>(), over))
+  if (int8_rows(a.k_format.dtype) && !int8_logits_stages(a, scratch.template make<Int8Query>(), over))
     generic_int8_logits_stages(a, scratch.template make<GenericInt8Query>(), over);
   if (!int8_values_stages(a, over)) generic_int8_values_stages(a, over);
   over.prefetch_values = over.values[0] != nullptr;  // the int8 values stages do not fetch as they go

@@ -212,10 +212,15 @@ inline std::int32_t int8_sum(const std::int8_t* x, std::size_t n) noexcept {
   return sum;
 }
 
+// The formats the int8 stages read: codes of 8, 4 or 2 bits with {scale, min} per group.
+inline bool int8_rows(kvc::kernels::Dtype d) noexcept {
+  return d == kvc::kernels::Dtype::q8 || d == kvc::kernels::Dtype::q4 || d == kvc::kernels::Dtype::q2;
+}
+
 inline bool int8_logits_stages(const kvc::kernels::AttendArgs& a, Int8Query& query, StageOverride& over) noexcept {
   using kvc::kernels::Dtype;
   const Dtype kd = a.k_format.dtype;
-  if (!kvc::kernels::is_quantized(kd)) return false;
+  if (!int8_rows(kd)) return false;
   const unsigned bits = kvc::kernels::bits_of(kd);
   const std::size_t dim = a.k_dim, group = a.k_format.group, per_dword = 32 / bits, e = 8 / bits;
   // A dword of codes must not straddle two groups (q2 with a group of 8).
@@ -238,7 +243,7 @@ inline bool int8_logits_stages(const kvc::kernels::AttendArgs& a, Int8Query& que
   switch (kd) {
     case Dtype::q8: int8_logits_for<Dtype::q8>(last_nh, over.logits); break;
     case Dtype::q4: int8_logits_for<Dtype::q4>(last_nh, over.logits); break;
-    default: int8_logits_for<Dtype::q2>(last_nh, over.logits); break;
+    default: int8_logits_for<Dtype::q2>(last_nh, over.logits); break;  // int8_rows: q2
   }
   over.prep = &query;
   return true;

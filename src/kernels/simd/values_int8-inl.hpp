@@ -294,14 +294,14 @@ inline void int8_values_pick(std::size_t group, std::size_t nh, ValuesFn& vf) no
 inline bool int8_values_stages(const kvc::kernels::AttendArgs& a, StageOverride& over) noexcept {
   using kvc::kernels::Dtype;
   const std::size_t group = a.v_format.group;
-  if (!kvc::kernels::is_quantized(a.v_format.dtype) || a.n_q == 0 || group == 0 || group % 16 != 0 ||
+  if (!int8_rows(a.v_format.dtype) || a.n_q == 0 || group == 0 || group % 16 != 0 ||
       a.v_dim % kValueChunk != 0 || a.v_dim % group != 0 || a.v_dim / group > kMaxValueGroups)
     return false;
   const auto pick = [&](std::size_t nh, ValuesFn& vf) {
     switch (a.v_format.dtype) {
       case Dtype::q8: return int8_values_pick<Dtype::q8>(group, nh, vf);
       case Dtype::q4: return int8_values_pick<Dtype::q4>(group, nh, vf);
-      default: return int8_values_pick<Dtype::q2>(group, nh, vf);
+      default: return int8_values_pick<Dtype::q2>(group, nh, vf);  // int8_rows: q2
     }
   };
   pick(kHeadTile, over.values[0]);

@@ -1,5 +1,6 @@
-// The start of every AVX-512 kernel translation unit (avx512, avx512vnni, avx512bf16): the
-// headers the -inl.hpp bodies need, included before the TU opens its anonymous namespace.
+// The start of every SIMD kernel translation unit (src/kernels/<isa>/<isa>_table.cpp): the
+// headers the -inl.hpp bodies need, included before the TU opens its anonymous namespace, in
+// which it then includes its op set (ops_<isa>-inl.hpp) and kernels-inl.hpp.
 #pragma once
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics self-initialize their undefined vectors (__Y = __Y), which its
@@ -13,7 +14,9 @@
 #include <cstdint>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 #include "kvc/kernels/format.hpp"
 #include "kvc/kernels/table.hpp"  // plain structs and declarations: no inline code to leak
+#include "../target.hpp"
 #include "../tuning.hpp"
