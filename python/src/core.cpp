@@ -78,9 +78,10 @@ std::span<const float> floats(const char* where, const char* name, const InArray
     for (std::size_t i = 0; i < dims.size(); ++i) want += (i ? ", " : "") + std::to_string(dims[i]);
     kvc::fail(where, "{} must have shape {}{}, got {}", name, want, dims.size() == 1 ? ",)" : ")", shape_text(a));
   }
-  // C order: each stride is the product of the extents after it (extents of 1 do not matter).
+  // C order: each stride is the product of the extents after it (extents of 1, and the strides
+  // of an empty array, do not matter).
   std::int64_t expected = 1;
-  for (std::size_t i = a.ndim(); i-- > 0;) {
+  for (std::size_t i = a.ndim(); a.size() > 0 && i-- > 0;) {
     if (a.shape(i) != 1 && a.stride(i) != expected)
       kvc::fail(where, "{} must be C-contiguous (a transposed or sliced view is not; use numpy.ascontiguousarray)",
                 name);
