@@ -1,4 +1,7 @@
 """The Cache against a numpy reference, compression and memory."""
+import ast
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -112,3 +115,14 @@ def test_components_are_listed():
     h2o = next(c for c in components if c["name"] == "h2o")
     assert h2o["family"] == "selection"
     assert "h2o" in kvcompress.describe_components()
+
+
+def test_stubs_name_what_the_module_defines():
+    stub = pathlib.Path(kvcompress.__file__).with_name("_core.pyi")
+    tree = ast.parse(stub.read_text())
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    cache = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Cache")
+    methods = {n.name for n in cache.body if isinstance(n, ast.FunctionDef)}
+    assert functions == {n for n in dir(kvcompress._core) if not n.startswith("_") and n not in ("Cache", "Error")}
+    assert methods - {"__init__"} == {n for n in dir(kvcompress.Cache) if not n.startswith("_")}
+    assert pathlib.Path(kvcompress.__file__).with_name("py.typed").exists()
