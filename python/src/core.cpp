@@ -95,7 +95,7 @@ std::span<const float> floats(const char* where, const char* name, const InArray
   return values;
 }
 
-// A new numpy array owning a copy of nothing yet: the caller fills it.
+// A new numpy array of shape `dims` for the caller to fill (`data`); numpy owns and frees it.
 template <class T>
 nb::ndarray<nb::numpy, T> new_array(const std::vector<std::size_t>& dims, T*& data) {
   std::size_t count = 1;

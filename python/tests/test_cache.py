@@ -1,11 +1,13 @@
 """The Cache against a numpy reference, compression and memory."""
 import ast
 import pathlib
+import runpy
 
 import numpy as np
 import pytest
 
 import kvcompress
+from conftest import REPO
 
 SHAPE = dict(layers=2, query_heads=4, kv_heads=2, head_dim=16)
 
@@ -126,3 +128,8 @@ def test_stubs_name_what_the_module_defines():
     assert functions == {n for n in dir(kvcompress._core) if not n.startswith("_") and n not in ("Cache", "Error")}
     assert methods - {"__init__"} == {n for n in dir(kvcompress.Cache) if not n.startswith("_")}
     assert pathlib.Path(kvcompress.__file__).with_name("py.typed").exists()
+
+
+def test_quickstart_example_runs(capsys):
+    runpy.run_path(str(REPO / "python" / "examples" / "quickstart.py"))
+    assert capsys.readouterr().out.startswith("(8, 64) 128 ")  # one query token; 64 tokens x 2 KV heads kept
