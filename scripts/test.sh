@@ -33,7 +33,9 @@ configure_build_test() {  # name, build targets ("" = all), ctest args, cmake ar
 sanitizers="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 configure_build_test gcc "" "" -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release
-configure_build_test sanitize "" "-E packaging|compile_fail" -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Debug \
+# The real-model forward passes (tests named SmolLM2*) run in the gcc build only: at -O1 under
+# ASan they take minutes and test the same float arithmetic; the GGUF reader and tokenizer tests run here.
+configure_build_test sanitize "" "-E packaging|compile_fail|SmolLM2" -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Debug \
   -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF -DKVC_BUILD_FUZZERS=ON -DKVC_FUZZ_SECONDS="$fuzz_seconds" \
   "-DCMAKE_CXX_FLAGS=-O1 -g $sanitizers -fsanitize=fuzzer-no-link"
 configure_build_test tsan "kvc_threads_tests kvc_eval_tests" "-R ^(Concurrency|EvaluationThreads)\\." -DCMAKE_CXX_COMPILER=clang++-14 \
