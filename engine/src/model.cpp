@@ -95,6 +95,9 @@ Model Model::load(const std::filesystem::path& path) {
   in.read(reinterpret_cast<char*>(header), header_bytes);
   Config config{header[0], header[1], header[2], header[3], header[4], header[5], header[6], true};
   if (config.vocab_size < 0) {
+    // INT32_MIN has no positive counterpart: negating it was signed overflow (found by fuzzing).
+    if (config.vocab_size == std::numeric_limits<std::int32_t>::min())
+      fail(where, "vocab_size = {} in the header is not a vocabulary size (corrupt header?)", config.vocab_size);
     config.shared_classifier = false;
     config.vocab_size = -config.vocab_size;
   }

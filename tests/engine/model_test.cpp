@@ -95,6 +95,8 @@ TEST(Model, RejectsAWrongHeader) {
   EXPECT_THAT(with_field(2, 4), HasSubstr("does not match the header"));  // plausible header, wrong size
   EXPECT_THAT(with_field(0, 0x7fffffff), HasSubstr("implausibly large"));
   EXPECT_THAT(with_field(0, 0), HasSubstr("not a llama2.c v0 checkpoint"));
+  // A negative vocab_size marks a separate classifier; INT32_MIN cannot be negated.
+  EXPECT_THAT(with_field(5, std::numeric_limits<std::int32_t>::min()), HasSubstr("is not a vocabulary size"));
 }
 
 TEST(Model, RejectsNonFiniteWeights) {
