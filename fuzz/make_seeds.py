@@ -70,3 +70,95 @@ stacks = ["full", "f16", "int8", "int4:group=8", "svd:rank=6", "streaming:sinks=
           "streaming:sinks=1,recent=3+int8", "pyramid:budget=8,beta=20+h2o:recent_fraction=0.5+d2o+int2"]
 for i, s in enumerate(stacks):
     write("stack_spec", f"s{i:02d}", s.encode())
+
+
+# GGUF v3: a two-layer llama (dim 8, 2 query heads sharing 1 KV head, vocabulary 8) with a
+# byte-level BPE tokenizer in its metadata; one seed with float32 tensors, one with a Q8_0
+# embedding and Q4_1 projections (the block formats SmolLM2 uses).
+GGUF_U32, GGUF_I32, GGUF_F32, GGUF_STRING, GGUF_ARRAY = 4, 5, 6, 8, 9
+GGML_F32, GGML_F16, GGML_Q4_1, GGML_Q8_0 = 0, 1, 3, 8
+
+
+def gguf_string(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_kv(key, kind, value):
+    out = gguf_string(key) + struct.pack("<I", kind)
+    if kind == GGUF_U32:
+        return out + struct.pack("<I", value)
+    if kind == GGUF_F32:
+        return out + struct.pack("<f", value)
+    if kind == GGUF_STRING:
+        return out + gguf_string(value)
+    element, items = value
+    out += struct.pack("<IQ", element, len(items))
+    for x in items:
+        out += gguf_string(x) if element == GGUF_STRING else struct.pack("<i" if element == GGUF_I32 else "<f", x)
+    return out
+
+
+def f16_bits(x):
+    return struct.unpack("<H", struct.pack("<e", x))[0]
+
+
+def quantize(values, kind):
+    if kind == GGML_F32:
+        return struct.pack(f"<{len(values)}f", *values)
+    out = b""
+    for i in range(0, len(values), 32):
+        block = values[i:i + 32]
+        if kind == GGML_Q8_0:
+            d = max(abs(v) for v in block) / 127 or 1.0
+            out += struct.pack("<H", f16_bits(d)) + bytes((round(v / d) & 0xFF) for v in block)
+        else:  # Q4_1: scale, minimum, 16 bytes of nibbles (element j low, j + 16 high)
+            lo, hi = min(block), max(block)
+            d = (hi - lo) / 15 or 1.0
+            q = [min(15, max(0, round((v - lo) / d))) for v in block]
+            out += struct.pack("<HH", f16_bits(d), f16_bits(lo)) + bytes(q[j] | q[j + 16] << 4 for j in range(16))
+    return out
+
+
+def tiny_llama(embedding_kind, projection_kind):
+    tokens = ["<|endoftext|>", "<|im_start|>", "a", "b", "ab", "\u0120", "\u0120a", "c"]
+    kvs = [gguf_kv("general.architecture", GGUF_STRING, "llama")]
+    for key, value in (("block_count", 2), ("embedding_length", 32), ("feed_forward_length", 64),
+                       ("attention.head_count", 2), ("attention.head_count_kv", 1), ("context_length", 64)):
+        kvs.append(gguf_kv("llama." + key, GGUF_U32, value))
+    kvs += [gguf_kv("llama.attention.layer_norm_rms_epsilon", GGUF_F32, 1e-5),
+            gguf_kv("llama.rope.freq_base", GGUF_F32, 10000.0),
+            gguf_kv("tokenizer.ggml.model", GGUF_STRING, "gpt2"),
+            gguf_kv("tokenizer.ggml.pre", GGUF_STRING, "smollm"),
+            gguf_kv("tokenizer.ggml.tokens", GGUF_ARRAY, (GGUF_STRING, tokens)),
+            gguf_kv("tokenizer.ggml.token_type", GGUF_ARRAY, (GGUF_I32, [3, 3, 1, 1, 1, 1, 1, 1])),
+            gguf_kv("tokenizer.ggml.merges", GGUF_ARRAY, (GGUF_STRING, ["a b", "\u0120 a"])),
+            gguf_kv("tokenizer.ggml.bos_token_id", GGUF_U32, 0),
+            gguf_kv("tokenizer.ggml.eos_token_id", GGUF_U32, 0)]
+    dim, ffn, vocab, kv = 32, 64, len(tokens), 16
+    tensors = [("token_embd.weight", [dim, vocab], embedding_kind)]
+    for layer in range(2):
+        b = f"blk.{layer}."
+        tensors += [(b + "attn_norm.weight", [dim], GGML_F32), (b + "attn_q.weight", [dim, dim], projection_kind),
+                    (b + "attn_k.weight", [dim, kv], projection_kind), (b + "attn_v.weight", [dim, kv], projection_kind),
+                    (b + "attn_output.weight", [dim, dim], projection_kind), (b + "ffn_norm.weight", [dim], GGML_F32),
+                    (b + "ffn_gate.weight", [dim, ffn], projection_kind), (b + "ffn_down.weight", [ffn, dim], projection_kind),
+                    (b + "ffn_up.weight", [dim, ffn], projection_kind)]
+    tensors.append(("output_norm.weight", [dim], GGML_F32))
+    header = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs)
+    infos, blobs, offset = b"", [], 0
+    for name, dims, kind in tensors:
+        n = 1
+        for d in dims:
+            n *= d
+        blob = quantize([rng.uniform(-0.5, 0.5) for _ in range(n)], kind)
+        infos += gguf_string(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+        infos += struct.pack("<IQ", kind, offset)
+        blobs.append(blob + bytes(-len(blob) % 32))
+        offset += len(blobs[-1])
+    out = header + infos
+    return out + bytes(-len(out) % 32) + b"".join(blobs)
+
+
+write("gguf", "tiny_llama_f32", tiny_llama(GGML_F32, GGML_F32))
+write("gguf", "tiny_llama_q8_0_q4_1", tiny_llama(GGML_Q8_0, GGML_Q4_1))

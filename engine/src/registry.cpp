@@ -9,6 +9,7 @@
 #include "kvc/budget/uniform.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
+#include "kvc/quant/fp8.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/knorm.hpp"
@@ -175,6 +176,8 @@ const auto entries = std::make_tuple(
                         return d;
                       }),
     quantizer("int8", 8), quantizer("int4", 4), quantizer("int2", 2),
+    entry<quant::Fp8>("e4m3", "quantization", "fp8 e4m3 keys and values (OCP E4M3, no scale: 1 byte per element)", {},
+                      [](const Values&, Settings&) { return quant::Fp8{}; }),
     entry<lowrank::SVD>(
         "svd", "lowrank", "low-rank keys and values: per-head SVD bases fitted on held-out calibration text",
         {{"rank", 0, 0, 1e6, true, "key rank; 0 = head_dim / 2"},
