@@ -11,4 +11,5 @@
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/knorm.hpp"
+#include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
