@@ -13,3 +13,4 @@
 #include "kvc/select/knorm.hpp"
 #include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
+#include "kvc/select/tova.hpp"
