@@ -12,7 +12,9 @@
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/knorm.hpp"
+#include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
+#include "kvc/select/tova.hpp"
 
 #include <fmt/format.h>
 
@@ -64,6 +66,7 @@ class Values {
 struct Settings {
   Options options;
   std::optional<std::size_t> budget;  // set by whichever component states one
+  std::optional<double> ratio;        // Options::budget_ratio, instead of a budget
   // Known when building a cache, null when only checking a spec.
   const Shape* shape = nullptr;
   const data::KvCapture* calibration = nullptr;
@@ -94,6 +97,18 @@ void set_budget(Settings& s, const Values& v, std::string_view who) {
            v.count("budget"), *s.budget);
     s.budget = v.count("budget");
   }
+}
+
+ParamInfo ratio_param() {
+  return ParamInfo{"ratio", 0, 0, 1, false,
+                   "share of the prompt each head keeps after compress_prompt(), in (0, 1]; instead of budget"};
+}
+
+void set_ratio(Settings& s, const Values& v, std::string_view who) {
+  if (!v.given("ratio")) return;
+  if (s.ratio && *s.ratio != v["ratio"])
+    fail("kvc stack spec", "'{}' says ratio={} but another component already set ratio={}", who, v["ratio"], *s.ratio);
+  s.ratio = v["ratio"];
 }
 
 // Per-token integer quantization of keys and values at `bits`.
@@ -150,6 +165,25 @@ const auto entries = std::make_tuple(
     entry<select::KNorm>("knorm", "selection", "KNorm: the older tokens with the smallest key L2 norm plus the most recent",
                          {budget_param(), {"window", 8, 0, 1e6, true, "most recent tokens kept whatever their norm"}},
                          [](const Values& v, Settings& s) { return set_budget(s, v, "knorm"), select::KNorm{v.count("window")}; }),
+    entry<select::SnapKV>(
+        "snapkv", "selection",
+        "SnapKV: compress the prompt once (compress_prompt) to what its last `window` queries attend to, pooled",
+        {budget_param(), ratio_param(), {"window", 32, 1, 1e6, true, "observation window: the prompt's last queries"},
+         {"kernel", 5, 1, 63, true, "pooling width along tokens (odd)"},
+         {"avg", 0, 0, 1, true, "1 = average pooling (kvpress), 0 = max pooling (the reference's default)"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "snapkv");
+          set_ratio(s, v, "snapkv");
+          return select::SnapKV{.window = v.count("window"), .kernel = v.count("kernel"),
+                                .pooling = v.count("avg") == 1 ? select::Pooling::avg : select::Pooling::max};
+        }),
+    entry<select::TOVA>("tova", "selection",
+                        "TOVA: drop the token the current query attends to least (the prompt's last query at prefill)",
+                        {budget_param(), ratio_param()}, [](const Values& v, Settings& s) {
+                          set_budget(s, v, "tova");
+                          set_ratio(s, v, "tova");
+                          return select::TOVA{};
+                        }),
     entry<budget::Uniform>("uniform", "budget", "every (layer, KV head) keeps the same budget (the default without one)",
                            {budget_param()},
                            [](const Values& v, Settings& s) {
@@ -280,6 +314,9 @@ struct DynamicSelection : ColumnOf<Column> {
     virtual void on_attend(const Ref& head, std::span<const float> weights) noexcept = 0;
     virtual void on_append(const Ref& head, std::size_t row, std::span<const float> key,
                            std::span<const float> value) noexcept = 0;
+    [[nodiscard]] virtual std::size_t observation_window() const noexcept = 0;
+    [[nodiscard]] virtual bool evicts_while_decoding() const noexcept = 0;
+    virtual void on_observe(const Ref& head, std::span<const float> weights) noexcept = 0;
   };
   template <class P>
   struct Impl final : Clonable<Base, Impl<P>> {
@@ -298,6 +335,18 @@ struct DynamicSelection : ColumnOf<Column> {
                    std::span<const float> value) noexcept override {
       if constexpr (AppendHook<P>) p.on_append(head.template rebind<P>(head.column(), nullptr), row, key, value);
     }
+    // A policy without a prompt hook observes no window: compress_prompt() only evicts to budget.
+    [[nodiscard]] std::size_t observation_window() const noexcept override {
+      if constexpr (PromptHook<P>) return p.observation_window();
+      return 0;
+    }
+    [[nodiscard]] bool evicts_while_decoding() const noexcept override {
+      if constexpr (PromptHook<P>) return p.evicts_while_decoding();
+      return true;
+    }
+    void on_observe(const Ref& head, std::span<const float> weights) noexcept override {
+      if constexpr (PromptHook<P>) p.on_observe(head.template rebind<P>(head.column(), nullptr), weights);
+    }
     P p;
   };
   Cloned<Base> impl;
@@ -314,6 +363,22 @@ struct DynamicSelection : ColumnOf<Column> {
     requires(!std::is_same_v<Column, NoColumn>)
   {
     impl->on_append(head, row, key, value);
+  }
+  // Prompt-time selection (SnapKV) has a column: the kinds with one carry the prompt hooks.
+  [[nodiscard]] std::size_t observation_window() const noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    return impl->observation_window();
+  }
+  [[nodiscard]] bool evicts_while_decoding() const noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    return impl->evicts_while_decoding();
+  }
+  void on_observe(const Ref& head, std::span<const float> weights) noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    impl->on_observe(head, weights);
   }
 };
 template <class P>
@@ -633,10 +698,16 @@ std::pair<Chosen, Settings> resolve(const StackSpec& spec, const Shape* shape = 
     fail("kvc stack spec", "'{}': a merging policy folds evicted tokens into kept ones and needs a selection policy "
          "(e.g. 'h2o:budget=64+{}')", spec.text, names.back());
   if (has_selection) {
-    if (!settings.budget)
-      fail("kvc stack spec", "'{}': eviction needs a budget; give one to the selection or budget component "
-           "(e.g. 'h2o:budget=64')", spec.text);
-    settings.options.budget = *settings.budget;
+    if (settings.budget && settings.ratio)
+      fail("kvc stack spec", "'{}': give a budget or a ratio, not both", spec.text);
+    if (settings.ratio) {
+      settings.options.budget_ratio = *settings.ratio;
+    } else {
+      if (!settings.budget)
+        fail("kvc stack spec", "'{}': eviction needs a budget (or a ratio); give one to the selection or budget "
+             "component (e.g. 'h2o:budget=64', 'snapkv:ratio=0.25')", spec.text);
+      settings.options.budget = *settings.budget;
+    }
   }
   return {std::move(chosen), settings};
 }

@@ -230,7 +230,7 @@ class KVCache {
   // the weights of the prompt's last observation_window() queries, computed here from the queries
   // attend() kept, over the keys as stored. A head whose prompt fits its budget is left as it is
   // (the papers' rule for short prompts). Call it once per layer and sequence (clear() starts a
-  // new one). Throws kvc::Error when the window does not fit the prompt or the budget, or when
+  // new one); without a selection it does nothing. Throws kvc::Error when the window does not fit the prompt or the budget, or when
   // fewer than a window of queries attended the layer.
   void compress_prompt() {
     for (std::size_t layer = 0; layer < shape_.layers; ++layer) compress_prompt(layer);
@@ -239,9 +239,7 @@ class KVCache {
     constexpr const char* where = "KVCache::compress_prompt";
     if (moved_from()) fail(where, "the cache was moved from");
     if (layer >= shape_.layers) fail(where, "layer {} out of range (layers: {})", layer, shape_.layers);
-    if constexpr (!has_selection) {
-      fail(where, "the cache has no selection policy to choose the tokens to keep");
-    } else {
+    if constexpr (has_selection) {
       if (prompt_done_[layer])
         fail(where, "the prompt of layer {} is already compressed (clear() starts a new sequence)", layer);
       const std::size_t prompt = head_size(index(layer, 0));
