@@ -5,6 +5,7 @@
 #include "kvc/core/reference_attention.hpp"
 
 #include "kvc/budget/pyramid_kv.hpp"
+#include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"

@@ -243,7 +243,7 @@ class KVCache {
       if (prompt_done_[layer])
         fail(where, "the prompt of layer {} is already compressed (clear() starts a new sequence)", layer);
       const std::size_t prompt = head_size(index(layer, 0));
-      if (options_.budget_ratio > 0.0) budgets_from_ratio(layer, prompt);
+      if (options_.budget_ratio > 0.0 || has_budget) budgets_for_prompt(layer, prompt);
       for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
         const std::size_t i = index(layer, h);
         if (head_size(i) <= budgets_[i]) continue;
@@ -862,13 +862,18 @@ class KVCache {
     }
   }
 
-  // The budgets of `layer` for a prompt of `prompt` tokens under Options::budget_ratio: the
-  // average floor(ratio * prompt) (at least 1), distributed by the budget policy.
-  void budgets_from_ratio(std::size_t layer, std::size_t prompt) {
-    const auto average = std::max<std::size_t>(
-        1, static_cast<std::size_t>(std::floor(options_.budget_ratio * static_cast<double>(prompt))));
+  // The budgets of `layer` for a prompt of `prompt` tokens: the average is Options::budget, or
+  // floor(ratio * prompt) (at least 1) under Options::budget_ratio; the budget policy distributes
+  // it knowing the prompt's length (the published PyramidKV's schedule depends on it).
+  void budgets_for_prompt(std::size_t layer, std::size_t prompt) {
+    const std::size_t average =
+        options_.budget_ratio > 0.0
+            ? std::max<std::size_t>(
+                  1, static_cast<std::size_t>(std::floor(options_.budget_ratio * static_cast<double>(prompt))))
+            : options_.budget;
     std::vector<std::size_t> all(shape_.head_count(), average);
-    if constexpr (has_budget) budget_policy().allocate(BudgetContext{shape_, average, options_.capacity}, all);
+    if constexpr (has_budget)
+      budget_policy().allocate(BudgetContext{shape_, average, options_.capacity, prompt}, all);
     for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
       const std::size_t b = all[index(layer, h)];
       if (b == 0 || b > unbounded_budget())
