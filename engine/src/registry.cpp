@@ -6,6 +6,7 @@
 #include "kvc/data/capture.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/budget/pyramid_kv.hpp"
+#include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
@@ -67,6 +68,7 @@ struct Settings {
   Options options;
   std::optional<std::size_t> budget;  // set by whichever component states one
   std::optional<double> ratio;        // Options::budget_ratio, instead of a budget
+  std::optional<std::size_t> window;  // SnapKV's observation window, which pyramidkv must share
   // Known when building a cache, null when only checking a spec.
   const Shape* shape = nullptr;
   const data::KvCapture* calibration = nullptr;
@@ -102,6 +104,13 @@ void set_budget(Settings& s, const Values& v, std::string_view who) {
 ParamInfo ratio_param() {
   return ParamInfo{"ratio", 0, 0, 1, false,
                    "share of the prompt each head keeps after compress_prompt(), in (0, 1]; instead of budget"};
+}
+
+void set_window(Settings& s, const Values& v, std::string_view who) {
+  if (s.window && *s.window != v.count("window"))
+    fail("kvc stack spec", "'{}' says window={} but another component has window={}; pyramidkv's layer budgets are "
+         "its share plus SnapKV's window, so the two must agree", who, v.count("window"), *s.window);
+  s.window = v.count("window");
 }
 
 void set_ratio(Settings& s, const Values& v, std::string_view who) {
@@ -174,6 +183,7 @@ const auto entries = std::make_tuple(
         [](const Values& v, Settings& s) {
           set_budget(s, v, "snapkv");
           set_ratio(s, v, "snapkv");
+          set_window(s, v, "snapkv");
           return select::SnapKV{.window = v.count("window"), .kernel = v.count("kernel"),
                                 .pooling = v.count("avg") == 1 ? select::Pooling::avg : select::Pooling::max};
         }),
@@ -197,6 +207,16 @@ const auto entries = std::make_tuple(
         [](const Values& v, Settings& s) {
           set_budget(s, v, "pyramid");
           return budget::PyramidKV{v.count("beta"), v.count("window")};
+        }),
+    entry<budget::PyramidKVPrompt>(
+        "pyramidkv", "budget",
+        "PyramidKV as published: with snapkv, layer budgets from the prompt's length at compress_prompt (mean = budget)",
+        {budget_param(), {"beta", 20, 1, 1e6, true, "top layer keeps (budget - window) / beta + window"},
+         {"window", 32, 0, 1e6, true, "SnapKV's observation window (must match snapkv's)"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "pyramidkv");
+          set_window(s, v, "pyramidkv");
+          return budget::PyramidKVPrompt{v.count("beta"), v.count("window")};
         }),
     entry<merge::D2O>("d2o", "merging",
                       "D2O: evicted tokens close (key cosine) to a kept one are averaged into it",

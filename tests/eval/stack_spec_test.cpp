@@ -203,6 +203,10 @@ TEST(StackSpec, PromptCompressionMatchesCompileTimeCaches) {
       "snapkv:ratio=0.25,window=4,avg=1",
       KVCache<ContiguousLayout, select::SnapKV>(s, {.budget_ratio = 0.25, .capacity = 64},
                                                 select::SnapKV{.window = 4, .pooling = select::Pooling::avg}));
+  expect_prompt_same_as_compile_time(
+      "pyramidkv:window=4,beta=2+snapkv:budget=10,window=4",
+      KVCache<ContiguousLayout, budget::PyramidKVPrompt, select::SnapKV>(
+          s, {.budget = 10}, budget::PyramidKVPrompt{.beta = 2, .window = 4}, select::SnapKV{.window = 4}));
   expect_prompt_same_as_compile_time("tova:ratio=0.5",
                                      KVCache<ContiguousLayout, select::TOVA>(s, {.budget_ratio = 0.5, .capacity = 64}));
 }
@@ -213,6 +217,7 @@ TEST(StackSpec, BudgetOrRatioIsRequiredAndChecked) {
   EXPECT_THAT(spec_error("snapkv:ratio=1.5"), HasSubstr("must be in [0, 1]"));
   EXPECT_THROW((void)make_cache(parse_stack("snapkv:ratio=0"), Shape{2, 4, 2, 8}, 64), Error);
   EXPECT_THROW((void)make_cache(parse_stack("snapkv:budget=16,window=32"), Shape{2, 4, 2, 8}, 64), Error);
+  EXPECT_THAT(spec_error("pyramidkv:window=8+snapkv:budget=64,window=16"), HasSubstr("the two must agree"));
 }
 
 }  // namespace
