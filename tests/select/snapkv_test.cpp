@@ -2,6 +2,7 @@
 // window's softmax weights (GQA group averaged) summed per prefix token, pooled (max or avg),
 // top budget - window of the prefix plus the window; short prompts untouched; decoding after the
 // compression evicts nothing; bad configurations throw kvc::Error.
+#include "support/allocation_counter.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/select/snapkv.hpp"
 
@@ -144,6 +145,28 @@ TEST(SnapKV, RatioSetsTheBudgetFromThePromptAndDecodingDoesNotEvict) {
   EXPECT_EQ(cache.size(0, 0), 21u) << "decoding appends without evicting after the prompt's compression";
   cache.clear();
   EXPECT_EQ(cache.budget(0, 0), static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()));
+}
+
+// compress_slack keeps room for that many decoded tokens after the prompt's compression; within
+// it, decoding (append, attend, nothing captured any more) allocates nothing.
+TEST(SnapKV, DecodeAfterCompressionAllocatesNothingWithinTheSlack) {
+  const Shape shape{2, 4, 2, kDim};
+  const std::size_t n = 64;
+  KVCache<PagedLayout, select::SnapKV> cache(shape, {.budget = 16, .compress_slack = 32},
+                                             select::SnapKV{.window = 8});
+  prefill_and_attend(cache, random_floats(n * 2 * kDim, 17), random_floats(n * 4 * kDim, 18));
+  cache.compress_prompt();
+  const auto k = random_floats(2 * kDim, 19);
+  const auto q = random_floats(4 * kDim, 20);
+  std::vector<float> out(q.size());
+  const std::size_t before = kvc::testing::allocation_count();
+  for (std::int32_t t = 0; t < 30; ++t)
+    for (std::size_t l = 0; l < shape.layers; ++l) {
+      ASSERT_EQ(cache.append(l, 100 + t, k, k), Status::ok);
+      cache.attend(l, q, out);
+    }
+  EXPECT_EQ(kvc::testing::allocation_count() - before, 0u);
+  EXPECT_EQ(cache.size(0, 0), 46u);
 }
 
 TEST(SnapKV, ShortPromptIsNotCompressed) {
