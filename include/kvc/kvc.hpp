@@ -4,6 +4,7 @@
 #include "kvc/core/kv_cache.hpp"
 #include "kvc/core/reference_attention.hpp"
 
+#include "kvc/budget/ada_kv.hpp"
 #include "kvc/budget/pyramid_kv.hpp"
 #include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"

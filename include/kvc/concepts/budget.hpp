@@ -26,3 +26,17 @@ concept BudgetPolicy = InFamily<P, family::budget> &&
     };
 
 }  // namespace kvc
+
+namespace kvc {
+
+// Head-wise budgets from scores (AdaKV): at compress_prompt(), after the selection observed the
+// prompt, the budget policy may move budget between the KV heads of a layer.
+//   share(scores, tokens, budgets)   scores: [kv_heads][tokens], the selection's ranking scores of
+//                                    every head (ScoringHook); budgets: the layer's kv_heads
+//                                    budgets, rewritten in place (same total, each >= 1).
+// Configuration time: may allocate and throw kvc::Error.
+template <class P>
+concept ShareHook = requires(const P& p, std::span<const float> scores, std::size_t tokens,
+                             std::span<std::size_t> budgets) { p.share(scores, tokens, budgets); };
+
+}  // namespace kvc

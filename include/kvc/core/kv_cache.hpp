@@ -1,8 +1,10 @@
 #pragma once
 // KVCache<Layout, Policy...>: the KV cache of one sequence, all layers and KV heads, with any
 // combination of one policy per family. See docs/architecture.md for the data flow.
+#include "kvc/concepts/budget.hpp"
 #include "kvc/concepts/hooks.hpp"
 #include "kvc/concepts/layout.hpp"
+#include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/checked.hpp"
 #include "kvc/core/contiguous_layout.hpp"
@@ -60,6 +62,9 @@ class KVCache {
   static constexpr bool observes_attention = (AttendHook<Policy> || ... || false);
   // Whether the selection scores the prompt from an observation window (compress_prompt()).
   static constexpr bool observes_prompt = (PromptHook<Policy> || ... || false);
+  // Whether the budget policy shares a layer's budget across its heads by the selection's scores
+  // (AdaKV) at compress_prompt().
+  static constexpr bool shares_budgets = (ShareHook<Policy> || ... || false) && (ScoringHook<Policy> || ... || false);
 
   static_assert(!has_merging || has_selection,
                 "A merging policy folds evicted tokens into kept ones, so it needs a selection policy "
@@ -244,20 +249,13 @@ class KVCache {
         fail(where, "the prompt of layer {} is already compressed (clear() starts a new sequence)", layer);
       const std::size_t prompt = head_size(index(layer, 0));
       if (options_.budget_ratio > 0.0 || has_budget) budgets_for_prompt(layer, prompt);
+      if constexpr (shares_budgets) share_budgets(layer, prompt);
       for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
         const std::size_t i = index(layer, h);
         if (head_size(i) <= budgets_[i]) continue;
-        if constexpr (observes_prompt) {
+        if constexpr (observes_prompt && !shares_budgets) {
           if (window_ > 0) {
-            if (window_ > head_size(i))
-              fail(where, "observation window of {} queries is longer than the prompt of layer {} ({} tokens)",
-                   window_, layer, head_size(i));
-            if (window_ > budgets_[i])
-              fail(where, "budget {} of layer {} KV head {} cannot hold the observation window of {} tokens",
-                   budgets_[i], layer, h, window_);
-            if (window_count_[layer] < window_)
-              fail(where, "only {} queries attended layer {} but the observation window needs {}: attend the "
-                   "prompt's queries before compress_prompt()", window_count_[layer], layer, window_);
+            check_window(layer, h, i);
             observe_window(layer, h, i);
           }
         }
@@ -842,6 +840,19 @@ class KVCache {
     held = old + take;
   }
 
+  void check_window(std::size_t layer, std::size_t h, std::size_t i) const {
+    constexpr const char* where = "KVCache::compress_prompt";
+    if (window_ > head_size(i))
+      fail(where, "observation window of {} queries is longer than the prompt of layer {} ({} tokens)", window_,
+           layer, head_size(i));
+    if (window_ > budgets_[i])
+      fail(where, "budget {} of layer {} KV head {} cannot hold the observation window of {} tokens", budgets_[i],
+           layer, h, window_);
+    if (window_count_[layer] < window_)
+      fail(where, "only {} queries attended layer {} but the observation window needs {}: attend the prompt's "
+           "queries before compress_prompt()", window_count_[layer], layer, window_);
+  }
+
   // Weights of each window query over the causal prefix it sees, handed to the selection.
   void observe_window(std::size_t layer, std::size_t h, std::size_t i) noexcept {
     const std::size_t group = shape_.group_size();
@@ -860,6 +871,42 @@ class KVCache {
       selection().on_observe(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows),
                              combined_weights(args.rows));
     }
+  }
+
+  // Head-wise budgets: every head observes the prompt first, then the budget policy redistributes
+  // the layer's total by the selection's scores of all its heads.
+  void share_budgets(std::size_t layer, std::size_t prompt) {
+    constexpr const char* where = "KVCache::compress_prompt";
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h)
+      if (head_size(index(layer, h)) != prompt)
+        fail(where, "head-wise budgets need every head of layer {} to hold the prompt ({} tokens); head {} holds {}",
+             layer, prompt, h, head_size(index(layer, h)));
+    std::size_t total = 0;
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) total += budgets_[index(layer, h)];
+    std::vector<float> scores(shape_.kv_heads * prompt);
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const std::size_t i = index(layer, h);
+      if constexpr (observes_prompt) {
+        if (window_ > 0) {
+          check_window(layer, h, i);
+          observe_window(layer, h, i);
+        }
+      }
+      HeadView rows = head_view(layer, h, i);
+      selection().scores(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows),
+                         std::span<float>(scores).subspan(h * prompt, prompt));
+    }
+    const std::span<std::size_t> layer_budgets(budgets_.data() + index(layer, 0), shape_.kv_heads);
+    budget_policy().share(scores, prompt, layer_budgets);
+    std::size_t shared = 0;
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      if (layer_budgets[h] == 0) fail(where, "budget policy gave layer {} KV head {} no budget", layer, h);
+      shared += layer_budgets[h];
+    }
+    if (shared > total)
+      fail(where, "budget policy shared {} tokens in layer {}, more than its {}", shared, layer, total);
+    const std::size_t most = *std::max_element(layer_budgets.begin(), layer_budgets.end());
+    if (keep_.size() < most) keep_.resize(most);
   }
 
   // The budgets of `layer` for a prompt of `prompt` tokens: the average is Options::budget, or

@@ -38,6 +38,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 
 namespace kvc::select {
@@ -110,6 +111,16 @@ struct SnapKV {
     }
     for (std::size_t i = prefix; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
     return held;
+  }
+
+  // What select() ranks by, for head-wise budgets (AdaKV): the pooled prefix scores, and the
+  // largest float for the window (always kept, as kvpress pads the window with the top score).
+  void scores(const HeadRef<SnapKV>& head, std::span<float> out) const noexcept {
+    const std::size_t prefix = head.size() - std::min(window, head.size());
+    const std::span<const float> sums = head.column();
+    std::copy(sums.begin(), sums.begin() + static_cast<std::ptrdiff_t>(prefix), out.begin());
+    pool(out.first(prefix));
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(prefix), out.end(), std::numeric_limits<float>::max());
   }
 
   // In place: token i gets the max of [i - kernel/2, i + kernel/2] clipped to the prefix, or
