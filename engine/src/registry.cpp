@@ -5,6 +5,7 @@
 
 #include "kvc/data/capture.hpp"
 #include "kvc/kvc.hpp"
+#include "kvc/budget/ada_kv.hpp"
 #include "kvc/budget/pyramid_kv.hpp"
 #include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
@@ -218,6 +219,14 @@ const auto entries = std::make_tuple(
           set_window(s, v, "pyramidkv");
           return budget::PyramidKVPrompt{v.count("beta"), v.count("window")};
         }),
+    entry<budget::AdaKV>(
+        "adakv", "budget",
+        "AdaKV: at compress_prompt, a layer's budget shared across its KV heads by the selection's scores (with snapkv)",
+        {budget_param(), {"alpha", 0.5, 0, 1, false, "share of each head's budget it keeps whatever (paper 0.5, kvpress 0.2)"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "adakv");
+          return budget::AdaKV{.alpha = v["alpha"]};
+        }),
     entry<merge::D2O>("d2o", "merging",
                       "D2O: evicted tokens close (key cosine) to a kept one are averaged into it",
                       {{"ema", 0.5, 0, 1, false, "weight of the old threshold in its moving average"},
@@ -302,16 +311,24 @@ struct DynamicBudget {
     virtual ~Base() = default;
     [[nodiscard]] virtual std::unique_ptr<Base> clone() const = 0;
     virtual void allocate(const BudgetContext& context, std::span<std::size_t> budgets) const = 0;
+    virtual void share(std::span<const float> scores, std::size_t tokens, std::span<std::size_t> budgets) const = 0;
   };
   template <class P>
   struct Impl final : Clonable<Base, Impl<P>> {
     explicit Impl(P policy) : p(std::move(policy)) {}
     void allocate(const BudgetContext& c, std::span<std::size_t> b) const override { p.allocate(c, b); }
+    // A budget policy without head-wise sharing leaves the budgets as allocate() set them.
+    void share(std::span<const float> scores, std::size_t tokens, std::span<std::size_t> b) const override {
+      if constexpr (ShareHook<P>) p.share(scores, tokens, b);
+    }
     P p;
   };
   Cloned<Base> impl;
 
   void allocate(const BudgetContext& c, std::span<std::size_t> b) const { impl->allocate(c, b); }
+  void share(std::span<const float> scores, std::size_t tokens, std::span<std::size_t> b) const {
+    impl->share(scores, tokens, b);
+  }
 };
 
 // The selection policies of one column type and observer kind.
@@ -337,6 +354,7 @@ struct DynamicSelection : ColumnOf<Column> {
     [[nodiscard]] virtual std::size_t observation_window() const noexcept = 0;
     [[nodiscard]] virtual bool evicts_while_decoding() const noexcept = 0;
     virtual void on_observe(const Ref& head, std::span<const float> weights) noexcept = 0;
+    virtual void scores(const Ref& head, std::span<float> out) const noexcept = 0;
   };
   template <class P>
   struct Impl final : Clonable<Base, Impl<P>> {
@@ -366,6 +384,13 @@ struct DynamicSelection : ColumnOf<Column> {
     }
     void on_observe(const Ref& head, std::span<const float> weights) noexcept override {
       if constexpr (PromptHook<P>) p.on_observe(head.template rebind<P>(head.column(), nullptr), weights);
+    }
+    // Only a budget policy that shares budgets reads these (AdaKV); without scores, zeros.
+    void scores(const Ref& head, std::span<float> out) const noexcept override {
+      if constexpr (ScoringHook<P>)
+        p.scores(head.template rebind<P>(head.column(), nullptr), out);
+      else
+        std::fill(out.begin(), out.end(), 0.0f);
     }
     P p;
   };
@@ -399,6 +424,11 @@ struct DynamicSelection : ColumnOf<Column> {
     requires(!std::is_same_v<Column, NoColumn>)
   {
     impl->on_observe(head, weights);
+  }
+  void scores(const Ref& head, std::span<float> out) const noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    impl->scores(head, out);
   }
 };
 template <class P>

@@ -207,6 +207,10 @@ TEST(StackSpec, PromptCompressionMatchesCompileTimeCaches) {
       "pyramidkv:window=4,beta=2+snapkv:budget=10,window=4",
       KVCache<ContiguousLayout, budget::PyramidKVPrompt, select::SnapKV>(
           s, {.budget = 10}, budget::PyramidKVPrompt{.beta = 2, .window = 4}, select::SnapKV{.window = 4}));
+  expect_prompt_same_as_compile_time(
+      "adakv:alpha=0.5+snapkv:ratio=0.25,window=4",
+      KVCache<ContiguousLayout, budget::AdaKV, select::SnapKV>(s, {.budget_ratio = 0.25, .capacity = 64},
+                                                               budget::AdaKV{.alpha = 0.5}, select::SnapKV{.window = 4}));
   expect_prompt_same_as_compile_time("tova:ratio=0.5",
                                      KVCache<ContiguousLayout, select::TOVA>(s, {.budget_ratio = 0.5, .capacity = 64}));
 }
