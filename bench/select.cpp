@@ -10,7 +10,8 @@
 // with fixed seeds.
 //  * PromptCompress: compress_prompt() of a 4K-token prompt, every layer of SmolLM2's shape
 //    (30 layers, 9 query heads sharing 3 KV heads, head_dim 64), to a quarter of the prompt
-//    (budget_ratio 0.25); prefill and the window's attend are not timed.
+//    (budget_ratio 0.25) with SnapKV, TOVA, AdaKV+SnapKV and the published PyramidKV; prefill
+//    and the window's attend are not timed.
 //  * DecodeAfterPrompt: a decode step (append + attend, every layer) of that cache after the
 //    compression, against the full cache holding as many tokens per head (1K): what uniform
 //    budgets of the same size cost.
@@ -171,10 +172,15 @@ std::size_t window_of() {
     return 1;
 }
 
-template <class Selection>
+// Budget is void (uniform budgets) or a budget policy composed with the selection (AdaKV,
+// the published PyramidKV).
+template <class Budget, class Selection>
+using PromptCache = std::conditional_t<std::is_void_v<Budget>, kvc::KVCache<kvc::ContiguousLayout, Selection>,
+                                       kvc::KVCache<kvc::ContiguousLayout, std::conditional_t<std::is_void_v<Budget>, Selection, Budget>, Selection>>;
+
+template <class Budget, class Selection>
 void BM_PromptCompress(benchmark::State& state) {
-  kvc::KVCache<kvc::ContiguousLayout, Selection> cache(kSmolShape, {.dtype = kF16, .budget_ratio = 0.25},
-                                                        Selection{});
+  PromptCache<Budget, Selection> cache(kSmolShape, {.dtype = kF16, .budget_ratio = 0.25});
   const auto keys = random_rows(kPrompt * kSmolRow, 1);
   const auto queries = random_rows(kPrompt * kSmolShape.query_heads * kSmolShape.head_dim, 2);
   for (auto _ : state) {
@@ -184,13 +190,18 @@ void BM_PromptCompress(benchmark::State& state) {
     state.ResumeTiming();
     cache.compress_prompt();
   }
-  state.SetLabel(label(policy_name<Selection>(), cache.isa()));
+  state.SetLabel(label(std::is_void_v<Budget> ? policy_name<Selection>()
+                                               : std::is_same_v<Budget, kvc::budget::AdaKV> ? "AdaKV+SnapKV"
+                                                                                            : "PyramidKV",
+                       cache.isa()));
   state.counters["tokens/head"] = static_cast<double>(cache.tokens()) / static_cast<double>(kSmolShape.head_count());
   state.counters["prompt_tokens/s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * kPrompt), benchmark::Counter::kIsRate);
 }
-BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
-BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::select::TOVA)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::TOVA)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::budget::AdaKV, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::budget::PyramidKVPrompt, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
 
 template <class Cache>
 void decode_steps(benchmark::State& state, Cache& cache, std::int32_t position) {
@@ -211,17 +222,17 @@ void decode_steps(benchmark::State& state, Cache& cache, std::int32_t position) 
 }
 
 // After compress_prompt() SnapKV's heads grow from 1K (no eviction); TOVA evicts every step.
-template <class Selection>
+template <class Budget, class Selection>
 void BM_DecodeAfterPrompt(benchmark::State& state) {
-  kvc::KVCache<kvc::ContiguousLayout, Selection> cache(kSmolShape, {.dtype = kF16, .budget_ratio = 0.25},
-                                                        Selection{});
+  PromptCache<Budget, Selection> cache(kSmolShape, {.dtype = kF16, .budget_ratio = 0.25});
   prompt_into(cache, random_rows(kPrompt * kSmolRow, 1),
               random_rows(kPrompt * kSmolShape.query_heads * kSmolShape.head_dim, 2), window_of<Selection>());
   cache.compress_prompt();
   decode_steps(state, cache, static_cast<std::int32_t>(kPrompt));
 }
-BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, kvc::select::SnapKV)->Iterations(200)->Unit(benchmark::kMicrosecond);
-BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, kvc::select::TOVA)->Iterations(200)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, void, kvc::select::SnapKV)->Iterations(200)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, void, kvc::select::TOVA)->Iterations(200)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, kvc::budget::AdaKV, kvc::select::SnapKV)->Iterations(200)->Unit(benchmark::kMicrosecond);
 
 // The same step on the full cache holding the compressed size, 1K tokens per head.
 void BM_DecodeUniform1K(benchmark::State& state) {
