@@ -8,6 +8,13 @@
 //    (selection, on_compact, row moves, giving memory back); prefill is not timed.
 // Shape: 4 layers, 32 query heads sharing 8 KV heads, head_dim 128, f16 rows; random normal data
 // with fixed seeds.
+//  * PromptCompress: compress_prompt() of a 4K-token prompt, every layer of SmolLM2's shape
+//    (30 layers, 9 query heads sharing 3 KV heads, head_dim 64), to a quarter of the prompt
+//    (budget_ratio 0.25) with SnapKV, TOVA, AdaKV+SnapKV and the published PyramidKV; prefill
+//    and the window's attend are not timed.
+//  * DecodeAfterPrompt: a decode step (append + attend, every layer) of that cache after the
+//    compression, against the full cache holding as many tokens per head (1K): what uniform
+//    budgets of the same size cost.
 #include "kvc/kvc.hpp"
 #include "policy_bench.hpp"
 
@@ -29,6 +36,10 @@ template <class P>
 const char* policy_name() {
   if constexpr (std::is_same_v<P, kvc::select::H2O>)
     return "H2O";
+  else if constexpr (std::is_same_v<P, kvc::select::SnapKV>)
+    return "SnapKV";
+  else if constexpr (std::is_same_v<P, kvc::select::TOVA>)
+    return "TOVA";
   else
     return "StreamingLLM";
 }
@@ -135,5 +146,101 @@ void compress_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::StreamingLLM)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::H2O)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
+
+// SmolLM2-135M's cache shape and the prompt of the prefill-time benchmarks.
+const kvc::Shape kSmolShape{30, 9, 3, 64};
+constexpr std::size_t kSmolRow = 3 * 64;
+constexpr std::size_t kPrompt = 4096;
+
+// Prefills every layer with the prompt and attends its last `window` queries (what a
+// prompt-time selection observes; TOVA's is the last one), compression not yet run.
+template <class Cache>
+void prompt_into(Cache& cache, const std::vector<float>& keys, const std::vector<float>& queries, std::size_t window) {
+  std::vector<float> out(window * kSmolShape.query_heads * kSmolShape.head_dim);
+  const std::span<const float> q(queries.data() + queries.size() - out.size(), out.size());
+  for (std::size_t layer = 0; layer < kSmolShape.layers; ++layer) {
+    cache.prefill(layer, 0, keys, keys);
+    cache.attend(layer, q, out);
+  }
+}
+
+template <class Selection>
+std::size_t window_of() {
+  if constexpr (kvc::PromptHook<Selection>)
+    return Selection{}.observation_window();
+  else
+    return 1;
+}
+
+// Budget is void (uniform budgets) or a budget policy composed with the selection (AdaKV,
+// the published PyramidKV).
+template <class Budget, class Selection>
+using PromptCache = std::conditional_t<std::is_void_v<Budget>, kvc::KVCache<kvc::ContiguousLayout, Selection>,
+                                       kvc::KVCache<kvc::ContiguousLayout, std::conditional_t<std::is_void_v<Budget>, Selection, Budget>, Selection>>;
+
+template <class Budget, class Selection>
+void BM_PromptCompress(benchmark::State& state) {
+  PromptCache<Budget, Selection> cache(kSmolShape, {.dtype = kF16, .budget_ratio = 0.25});
+  const auto keys = random_rows(kPrompt * kSmolRow, 1);
+  const auto queries = random_rows(kPrompt * kSmolShape.query_heads * kSmolShape.head_dim, 2);
+  for (auto _ : state) {
+    state.PauseTiming();
+    cache.clear();
+    prompt_into(cache, keys, queries, window_of<Selection>());
+    state.ResumeTiming();
+    cache.compress_prompt();
+  }
+  state.SetLabel(label(std::is_void_v<Budget> ? policy_name<Selection>()
+                                               : std::is_same_v<Budget, kvc::budget::AdaKV> ? "AdaKV+SnapKV"
+                                                                                            : "PyramidKV",
+                       cache.isa()));
+  state.counters["tokens/head"] = static_cast<double>(cache.tokens()) / static_cast<double>(kSmolShape.head_count());
+  state.counters["prompt_tokens/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kPrompt), benchmark::Counter::kIsRate);
+}
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::TOVA)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::budget::AdaKV, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::budget::PyramidKVPrompt, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
+
+template <class Cache>
+void decode_steps(benchmark::State& state, Cache& cache, std::int32_t position) {
+  const auto k = random_rows(kSmolRow, 3);
+  const auto q = random_rows(kSmolShape.query_heads * kSmolShape.head_dim, 5);
+  std::vector<float> out(q.size());
+  for (auto _ : state) {
+    for (std::size_t layer = 0; layer < kSmolShape.layers; ++layer) {
+      cache.append(layer, position, k, k);
+      cache.attend(layer, q, out);
+    }
+    benchmark::DoNotOptimize(out.data());
+    ++position;
+  }
+  state.SetLabel(label("", cache.isa()));
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["tokens/head"] = static_cast<double>(cache.tokens()) / static_cast<double>(kSmolShape.head_count());
+}
+
+// After compress_prompt() SnapKV's heads grow from 1K (no eviction); TOVA evicts every step.
+template <class Budget, class Selection>
+void BM_DecodeAfterPrompt(benchmark::State& state) {
+  PromptCache<Budget, Selection> cache(kSmolShape, {.dtype = kF16, .budget_ratio = 0.25});
+  prompt_into(cache, random_rows(kPrompt * kSmolRow, 1),
+              random_rows(kPrompt * kSmolShape.query_heads * kSmolShape.head_dim, 2), window_of<Selection>());
+  cache.compress_prompt();
+  decode_steps(state, cache, static_cast<std::int32_t>(kPrompt));
+}
+BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, void, kvc::select::SnapKV)->Iterations(200)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, void, kvc::select::TOVA)->Iterations(200)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeAfterPrompt, kvc::budget::AdaKV, kvc::select::SnapKV)->Iterations(200)->Unit(benchmark::kMicrosecond);
+
+// The same step on the full cache holding the compressed size, 1K tokens per head.
+void BM_DecodeUniform1K(benchmark::State& state) {
+  kvc::KVCache<kvc::ContiguousLayout> cache(kSmolShape, {.dtype = kF16, .capacity = 2048});
+  const auto keys = random_rows(1024 * kSmolRow, 1);
+  for (std::size_t layer = 0; layer < kSmolShape.layers; ++layer) cache.prefill(layer, 0, keys, keys);
+  decode_steps(state, cache, 1024);
+}
+BENCHMARK(BM_DecodeUniform1K)->Iterations(200)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

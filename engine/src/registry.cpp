@@ -5,7 +5,9 @@
 
 #include "kvc/data/capture.hpp"
 #include "kvc/kvc.hpp"
+#include "kvc/budget/ada_kv.hpp"
 #include "kvc/budget/pyramid_kv.hpp"
+#include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
@@ -13,7 +15,9 @@
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/knorm.hpp"
+#include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
+#include "kvc/select/tova.hpp"
 
 #include <fmt/format.h>
 
@@ -65,6 +69,8 @@ class Values {
 struct Settings {
   Options options;
   std::optional<std::size_t> budget;  // set by whichever component states one
+  std::optional<double> ratio;        // Options::budget_ratio, instead of a budget
+  std::optional<std::size_t> window;  // SnapKV's observation window, which pyramidkv must share
   // Known when building a cache, null when only checking a spec.
   const Shape* shape = nullptr;
   const data::KvCapture* calibration = nullptr;
@@ -95,6 +101,25 @@ void set_budget(Settings& s, const Values& v, std::string_view who) {
            v.count("budget"), *s.budget);
     s.budget = v.count("budget");
   }
+}
+
+ParamInfo ratio_param() {
+  return ParamInfo{"ratio", 0, 0, 1, false,
+                   "share of the prompt each head keeps after compress_prompt(), in (0, 1]; instead of budget"};
+}
+
+void set_window(Settings& s, const Values& v, std::string_view who) {
+  if (s.window && *s.window != v.count("window"))
+    fail("kvc stack spec", "'{}' says window={} but another component has window={}; pyramidkv's layer budgets are "
+         "its share plus SnapKV's window, so the two must agree", who, v.count("window"), *s.window);
+  s.window = v.count("window");
+}
+
+void set_ratio(Settings& s, const Values& v, std::string_view who) {
+  if (!v.given("ratio")) return;
+  if (s.ratio && *s.ratio != v["ratio"])
+    fail("kvc stack spec", "'{}' says ratio={} but another component already set ratio={}", who, v["ratio"], *s.ratio);
+  s.ratio = v["ratio"];
 }
 
 // Per-token integer quantization of keys and values at `bits`.
@@ -151,6 +176,26 @@ const auto entries = std::make_tuple(
     entry<select::KNorm>("knorm", "selection", "KNorm: the older tokens with the smallest key L2 norm plus the most recent",
                          {budget_param(), {"window", 8, 0, 1e6, true, "most recent tokens kept whatever their norm"}},
                          [](const Values& v, Settings& s) { return set_budget(s, v, "knorm"), select::KNorm{v.count("window")}; }),
+    entry<select::SnapKV>(
+        "snapkv", "selection",
+        "SnapKV: compress the prompt once (compress_prompt) to what its last `window` queries attend to, pooled",
+        {budget_param(), ratio_param(), {"window", 32, 1, 1e6, true, "observation window: the prompt's last queries"},
+         {"kernel", 5, 1, 63, true, "pooling width along tokens (odd)"},
+         {"avg", 0, 0, 1, true, "1 = average pooling (kvpress), 0 = max pooling (the reference's default)"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "snapkv");
+          set_ratio(s, v, "snapkv");
+          set_window(s, v, "snapkv");
+          return select::SnapKV{.window = v.count("window"), .kernel = v.count("kernel"),
+                                .pooling = v.count("avg") == 1 ? select::Pooling::avg : select::Pooling::max};
+        }),
+    entry<select::TOVA>("tova", "selection",
+                        "TOVA: drop the token the current query attends to least (the prompt's last query at prefill)",
+                        {budget_param(), ratio_param()}, [](const Values& v, Settings& s) {
+                          set_budget(s, v, "tova");
+                          set_ratio(s, v, "tova");
+                          return select::TOVA{};
+                        }),
     entry<budget::Uniform>("uniform", "budget", "every (layer, KV head) keeps the same budget (the default without one)",
                            {budget_param()},
                            [](const Values& v, Settings& s) {
@@ -164,6 +209,24 @@ const auto entries = std::make_tuple(
         [](const Values& v, Settings& s) {
           set_budget(s, v, "pyramid");
           return budget::PyramidKV{v.count("beta"), v.count("window")};
+        }),
+    entry<budget::PyramidKVPrompt>(
+        "pyramidkv", "budget",
+        "PyramidKV as published: with snapkv, layer budgets from the prompt's length at compress_prompt (mean = budget)",
+        {budget_param(), {"beta", 20, 1, 1e6, true, "top layer keeps (budget - window) / beta + window"},
+         {"window", 32, 0, 1e6, true, "SnapKV's observation window (must match snapkv's)"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "pyramidkv");
+          set_window(s, v, "pyramidkv");
+          return budget::PyramidKVPrompt{v.count("beta"), v.count("window")};
+        }),
+    entry<budget::AdaKV>(
+        "adakv", "budget",
+        "AdaKV: at compress_prompt, a layer's budget shared across its KV heads by the selection's scores (with snapkv)",
+        {budget_param(), {"alpha", 0.5, 0, 1, false, "share of each head's budget it keeps whatever (paper 0.5, kvpress 0.2)"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "adakv");
+          return budget::AdaKV{.alpha = v["alpha"]};
         }),
     entry<merge::D2O>("d2o", "merging",
                       "D2O: evicted tokens close (key cosine) to a kept one are averaged into it",
@@ -251,16 +314,24 @@ struct DynamicBudget {
     virtual ~Base() = default;
     [[nodiscard]] virtual std::unique_ptr<Base> clone() const = 0;
     virtual void allocate(const BudgetContext& context, std::span<std::size_t> budgets) const = 0;
+    virtual void share(std::span<const float> scores, std::size_t tokens, std::span<std::size_t> budgets) const = 0;
   };
   template <class P>
   struct Impl final : Clonable<Base, Impl<P>> {
     explicit Impl(P policy) : p(std::move(policy)) {}
     void allocate(const BudgetContext& c, std::span<std::size_t> b) const override { p.allocate(c, b); }
+    // A budget policy without head-wise sharing leaves the budgets as allocate() set them.
+    void share(std::span<const float> scores, std::size_t tokens, std::span<std::size_t> b) const override {
+      if constexpr (ShareHook<P>) p.share(scores, tokens, b);
+    }
     P p;
   };
   Cloned<Base> impl;
 
   void allocate(const BudgetContext& c, std::span<std::size_t> b) const { impl->allocate(c, b); }
+  void share(std::span<const float> scores, std::size_t tokens, std::span<std::size_t> b) const {
+    impl->share(scores, tokens, b);
+  }
 };
 
 // The selection policies of one column type and observer kind.
@@ -283,6 +354,10 @@ struct DynamicSelection : ColumnOf<Column> {
     virtual void on_attend(const Ref& head, std::span<const float> weights) noexcept = 0;
     virtual void on_append(const Ref& head, std::size_t row, std::span<const float> key,
                            std::span<const float> value) noexcept = 0;
+    [[nodiscard]] virtual std::size_t observation_window() const noexcept = 0;
+    [[nodiscard]] virtual bool evicts_while_decoding() const noexcept = 0;
+    virtual void on_observe(const Ref& head, std::span<const float> weights) noexcept = 0;
+    virtual void scores(const Ref& head, std::span<float> out) const noexcept = 0;
   };
   template <class P>
   struct Impl final : Clonable<Base, Impl<P>> {
@@ -301,6 +376,25 @@ struct DynamicSelection : ColumnOf<Column> {
                    std::span<const float> value) noexcept override {
       if constexpr (AppendHook<P>) p.on_append(head.template rebind<P>(head.column(), nullptr), row, key, value);
     }
+    // A policy without a prompt hook observes no window: compress_prompt() only evicts to budget.
+    [[nodiscard]] std::size_t observation_window() const noexcept override {
+      if constexpr (PromptHook<P>) return p.observation_window();
+      return 0;
+    }
+    [[nodiscard]] bool evicts_while_decoding() const noexcept override {
+      if constexpr (PromptHook<P>) return p.evicts_while_decoding();
+      return true;
+    }
+    void on_observe(const Ref& head, std::span<const float> weights) noexcept override {
+      if constexpr (PromptHook<P>) p.on_observe(head.template rebind<P>(head.column(), nullptr), weights);
+    }
+    // Only a budget policy that shares budgets reads these (AdaKV); without scores, zeros.
+    void scores(const Ref& head, std::span<float> out) const noexcept override {
+      if constexpr (ScoringHook<P>)
+        p.scores(head.template rebind<P>(head.column(), nullptr), out);
+      else
+        std::fill(out.begin(), out.end(), 0.0f);
+    }
     P p;
   };
   Cloned<Base> impl;
@@ -317,6 +411,27 @@ struct DynamicSelection : ColumnOf<Column> {
     requires(!std::is_same_v<Column, NoColumn>)
   {
     impl->on_append(head, row, key, value);
+  }
+  // Prompt-time selection (SnapKV) has a column: the kinds with one carry the prompt hooks.
+  [[nodiscard]] std::size_t observation_window() const noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    return impl->observation_window();
+  }
+  [[nodiscard]] bool evicts_while_decoding() const noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    return impl->evicts_while_decoding();
+  }
+  void on_observe(const Ref& head, std::span<const float> weights) noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    impl->on_observe(head, weights);
+  }
+  void scores(const Ref& head, std::span<float> out) const noexcept
+    requires(!std::is_same_v<Column, NoColumn>)
+  {
+    impl->scores(head, out);
   }
 };
 template <class P>
@@ -636,10 +751,16 @@ std::pair<Chosen, Settings> resolve(const StackSpec& spec, const Shape* shape = 
     fail("kvc stack spec", "'{}': a merging policy folds evicted tokens into kept ones and needs a selection policy "
          "(e.g. 'h2o:budget=64+{}')", spec.text, names.back());
   if (has_selection) {
-    if (!settings.budget)
-      fail("kvc stack spec", "'{}': eviction needs a budget; give one to the selection or budget component "
-           "(e.g. 'h2o:budget=64')", spec.text);
-    settings.options.budget = *settings.budget;
+    if (settings.budget && settings.ratio)
+      fail("kvc stack spec", "'{}': give a budget or a ratio, not both", spec.text);
+    if (settings.ratio) {
+      settings.options.budget_ratio = *settings.ratio;
+    } else {
+      if (!settings.budget)
+        fail("kvc stack spec", "'{}': eviction needs a budget (or a ratio); give one to the selection or budget "
+             "component (e.g. 'h2o:budget=64', 'snapkv:ratio=0.25')", spec.text);
+      settings.options.budget = *settings.budget;
+    }
   }
   return {std::move(chosen), settings};
 }

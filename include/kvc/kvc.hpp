@@ -5,7 +5,9 @@
 #include "kvc/core/reference_attention.hpp"
 #include "kvc/version.hpp"
 
+#include "kvc/budget/ada_kv.hpp"
 #include "kvc/budget/pyramid_kv.hpp"
+#include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
@@ -13,4 +15,6 @@
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/knorm.hpp"
+#include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
+#include "kvc/select/tova.hpp"

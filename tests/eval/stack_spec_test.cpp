@@ -150,6 +150,78 @@ TEST(StackSpec, RunTimeStacksMatchCompileTimeCaches) {
       "pyramid:budget=12,window=2+streaming:sinks=1,recent=11",
       KVCache<ContiguousLayout, budget::PyramidKV, select::StreamingLLM>(
           s, {.budget = 12}, budget::PyramidKV{.beta = 20, .window = 2}, select::StreamingLLM{.sinks = 1}));
+  expect_same_as_compile_time("tova:budget=6", KVCache<ContiguousLayout, select::TOVA>(s, {.budget = 6}));
+}
+
+// Prompt-time compression: prefill and attend a prompt, compress_prompt(), then decode.
+template <class Cache>
+void expect_prompt_same_as_compile_time(const char* text, Cache reference) {
+  SCOPED_TRACE(text);
+  const Shape s = reference.shape();
+  const auto dynamic = make_cache(parse_stack(text), s, 64);
+  std::mt19937 rng(19);
+  std::normal_distribution<float> normal;
+  const std::size_t n = 40;
+  std::vector<float> keys(n * s.kv_heads * s.head_dim), values(keys.size()), queries(n * s.query_heads * s.head_dim),
+      out(queries.size()), expected(queries.size());
+  for (auto* x : {&keys, &values, &queries})
+    for (float& f : *x) f = normal(rng);
+  for (std::size_t layer = 0; layer < s.layers; ++layer) {
+    dynamic->prefill(layer, 0, keys, values);
+    reference.prefill(layer, 0, keys, values);
+    dynamic->attend(layer, queries, out);
+    reference.attend(layer, queries, expected);
+    ASSERT_EQ(out, expected) << "layer " << layer;
+  }
+  dynamic->compress_prompt();
+  reference.compress_prompt();
+  for (std::size_t layer = 0; layer < s.layers; ++layer)
+    for (std::size_t h = 0; h < s.kv_heads; ++h) {
+      const auto a = dynamic->positions(layer, h), b = reference.positions(layer, h);
+      EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << "layer " << layer << " head " << h;
+      EXPECT_LT(a.size(), n);
+    }
+  const std::span<const float> q(queries.data(), s.query_heads * s.head_dim);
+  for (std::size_t layer = 0; layer < s.layers; ++layer) {
+    ASSERT_EQ(dynamic->append(layer, 50, std::span(keys).first(s.kv_heads * s.head_dim),
+                              std::span(values).first(s.kv_heads * s.head_dim)), Status::ok);
+    ASSERT_EQ(reference.append(layer, 50, std::span(keys).first(s.kv_heads * s.head_dim),
+                               std::span(values).first(s.kv_heads * s.head_dim)), Status::ok);
+    dynamic->attend(layer, q, std::span(out).first(q.size()));
+    reference.attend(layer, q, std::span(expected).first(q.size()));
+    ASSERT_TRUE(std::equal(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(q.size()), expected.begin()));
+  }
+  EXPECT_EQ(dynamic->memory_bytes(), reference.memory_bytes());
+}
+
+TEST(StackSpec, PromptCompressionMatchesCompileTimeCaches) {
+  const Shape s{2, 4, 2, 8};
+  expect_prompt_same_as_compile_time(
+      "snapkv:budget=12,window=4,kernel=3",
+      KVCache<ContiguousLayout, select::SnapKV>(s, {.budget = 12}, select::SnapKV{.window = 4, .kernel = 3}));
+  expect_prompt_same_as_compile_time(
+      "snapkv:ratio=0.25,window=4,avg=1",
+      KVCache<ContiguousLayout, select::SnapKV>(s, {.budget_ratio = 0.25, .capacity = 64},
+                                                select::SnapKV{.window = 4, .pooling = select::Pooling::avg}));
+  expect_prompt_same_as_compile_time(
+      "pyramidkv:window=4,beta=2+snapkv:budget=10,window=4",
+      KVCache<ContiguousLayout, budget::PyramidKVPrompt, select::SnapKV>(
+          s, {.budget = 10}, budget::PyramidKVPrompt{.beta = 2, .window = 4}, select::SnapKV{.window = 4}));
+  expect_prompt_same_as_compile_time(
+      "adakv:alpha=0.5+snapkv:ratio=0.25,window=4",
+      KVCache<ContiguousLayout, budget::AdaKV, select::SnapKV>(s, {.budget_ratio = 0.25, .capacity = 64},
+                                                               budget::AdaKV{.alpha = 0.5}, select::SnapKV{.window = 4}));
+  expect_prompt_same_as_compile_time("tova:ratio=0.5",
+                                     KVCache<ContiguousLayout, select::TOVA>(s, {.budget_ratio = 0.5, .capacity = 64}));
+}
+
+TEST(StackSpec, BudgetOrRatioIsRequiredAndChecked) {
+  EXPECT_THAT(spec_error("snapkv"), HasSubstr("eviction needs a budget (or a ratio)"));
+  EXPECT_THAT(spec_error("snapkv:budget=64,ratio=0.5"), HasSubstr("give a budget or a ratio, not both"));
+  EXPECT_THAT(spec_error("snapkv:ratio=1.5"), HasSubstr("must be in [0, 1]"));
+  EXPECT_THROW((void)make_cache(parse_stack("snapkv:ratio=0"), Shape{2, 4, 2, 8}, 64), Error);
+  EXPECT_THROW((void)make_cache(parse_stack("snapkv:budget=16,window=32"), Shape{2, 4, 2, 8}, 64), Error);
+  EXPECT_THAT(spec_error("pyramidkv:window=8+snapkv:budget=64,window=16"), HasSubstr("the two must agree"));
 }
 
 }  // namespace

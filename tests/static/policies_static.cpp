@@ -1,13 +1,16 @@
 // Compile-time checks of the library's policies: each satisfies its family's concept and the
 // optional capabilities it relies on, and they compose in one cache. Building this is the test.
 #include "kvc/budget/pyramid_kv.hpp"
+#include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
+#include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
+#include "kvc/select/tova.hpp"
 
 #include <type_traits>
 
@@ -26,7 +29,16 @@ static_assert(noexcept(std::declval<select::H2O&>().on_attend(std::declval<const
                                                               std::span<const float>{})),
               "on_attend() runs inside attend(): it must be noexcept");
 
-static_assert(BudgetPolicy<budget::Uniform> && BudgetPolicy<budget::PyramidKV>);
+static_assert(SelectionPolicy<select::SnapKV> && PromptHook<select::SnapKV> && HasColumn<select::SnapKV>);
+static_assert(!AttendHook<select::SnapKV>,
+              "SnapKV scores the prompt at compress_prompt(): decode attention must not compute weights for it");
+static_assert(SelectionPolicy<select::TOVA> && AttendHook<select::TOVA> && !PromptHook<select::TOVA>,
+              "TOVA's prompt form is its decode form at the prompt's end: no observation window");
+static_assert(KVCache<ContiguousLayout, select::SnapKV>::observes_prompt &&
+              !KVCache<ContiguousLayout, select::SnapKV>::observes_attention);
+static_assert(!KVCache<ContiguousLayout, select::H2O>::observes_prompt);
+
+static_assert(BudgetPolicy<budget::Uniform> && BudgetPolicy<budget::PyramidKV> && BudgetPolicy<budget::PyramidKVPrompt>);
 static_assert(!SelectionPolicy<budget::PyramidKV>, "a budget policy is not a selection policy");
 
 static_assert(MergingPolicy<merge::D2O>);

@@ -32,6 +32,10 @@ class AnyCache {
   virtual void clear() noexcept = 0;
   // Evicts every head down to its budget now (KVCache::compress); a no-op without a budget.
   virtual void compress() = 0;
+  // Compresses the prompt of every layer once, after it was prefilled and attended
+  // (KVCache::compress_prompt): what prompt-time selections (SnapKV) need; throws kvc::Error.
+  // A no-op for caches that never compress.
+  virtual void compress_prompt() = 0;
 };
 
 template <class Cache>
@@ -62,6 +66,9 @@ class CacheAdapter final : public AnyCache {
   [[nodiscard]] const Shape& shape() const noexcept override { return cache_.shape(); }
   void clear() noexcept override { cache_.clear(); }
   void compress() override { cache_.compress(); }
+  void compress_prompt() override {
+    if constexpr (requires { cache_.compress_prompt(); }) cache_.compress_prompt();
+  }
 
   [[nodiscard]] Cache& get() noexcept { return cache_; }
 

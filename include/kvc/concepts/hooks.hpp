@@ -18,6 +18,7 @@
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/head_ref.hpp"
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -41,5 +42,24 @@ template <class P>
 concept HasColumn = requires { typename P::column; };
 template <class P>
 concept HasState = requires { typename P::state; };
+
+}  // namespace kvc
+
+namespace kvc {
+
+// Prefill-time selection (SnapKV): the policy scores the prompt once, from the attention of the
+// prompt's last observation_window() queries, when the engine calls KVCache::compress_prompt().
+//   observation_window()      how many of the prompt's last queries the cache keeps for it
+//   on_observe(head, weights) one window query, oldest first: softmax weights of the tokens it
+//                             sees (the causal prefix, storage order), combined over the group
+//                             per Options::gqa_reduce. Called before select(); no allocation.
+//   evicts_while_decoding()   false: once the prompt is compressed, decoding appends without
+//                             evicting (attend never compresses).
+template <class P>
+concept PromptHook = requires(P& p, const P& cp, const HeadRef<P>& head, std::span<const float> weights) {
+  { cp.observation_window() } noexcept -> std::convertible_to<std::size_t>;
+  { cp.evicts_while_decoding() } noexcept -> std::convertible_to<bool>;
+  { p.on_observe(head, weights) } noexcept;
+};
 
 }  // namespace kvc

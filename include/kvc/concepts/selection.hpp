@@ -20,3 +20,14 @@ concept SelectionPolicy = InFamily<P, family::selection> &&
     };
 
 }  // namespace kvc
+
+namespace kvc {
+
+// Optional: the scores select() ranks by, one per token of the head (higher is kept first), for a
+// budget policy that shares a layer's budget across its heads (ShareHook). scratch-free.
+template <class P>
+concept ScoringHook = requires(const P& p, const HeadRef<P>& head, std::span<float> out) {
+  { p.scores(head, out) } noexcept;
+};
+
+}  // namespace kvc

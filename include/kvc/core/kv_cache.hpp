@@ -1,8 +1,10 @@
 #pragma once
 // KVCache<Layout, Policy...>: the KV cache of one sequence, all layers and KV heads, with any
 // combination of one policy per family. See docs/architecture.md for the data flow.
+#include "kvc/concepts/budget.hpp"
 #include "kvc/concepts/hooks.hpp"
 #include "kvc/concepts/layout.hpp"
+#include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/checked.hpp"
 #include "kvc/core/contiguous_layout.hpp"
@@ -58,6 +60,11 @@ class KVCache {
   static constexpr bool has_lowrank = !std::is_void_v<LowRank>;
   // Whether any policy implements on_attend: without one the kernel writes no logits.
   static constexpr bool observes_attention = (AttendHook<Policy> || ... || false);
+  // Whether the selection scores the prompt from an observation window (compress_prompt()).
+  static constexpr bool observes_prompt = (PromptHook<Policy> || ... || false);
+  // Whether the budget policy shares a layer's budget across its heads by the selection's scores
+  // (AdaKV) at compress_prompt().
+  static constexpr bool shares_budgets = (ShareHook<Policy> || ... || false) && (ScoringHook<Policy> || ... || false);
 
   static_assert(!has_merging || has_selection,
                 "A merging policy folds evicted tokens into kept ones, so it needs a selection policy "
@@ -92,6 +99,7 @@ class KVCache {
       allocate_budgets();
       make_stores();
       setup_policies();
+      make_window();
     } catch (const std::bad_alloc&) {
       fail("kvc::KVCache", "out of memory building {} heads (budget {}, capacity {} tokens per head)",
            shape_.head_count(), options_.budget, options_.capacity);
@@ -155,8 +163,10 @@ class KVCache {
       KVC_CONTRACT(n_queries <= head_size(index(layer, h)), "attend: more queries than tokens appended to the head");
       attend_head(layer, h, queries, out, n_queries);
     }
+    if constexpr (observes_prompt)
+      if (window_ > 0 && !prompt_done_[layer]) capture_window(layer, queries, n_queries);
     if constexpr (has_selection) {
-      if (options_.auto_compress)
+      if (options_.auto_compress && evicts_while_decoding())
         for (std::size_t h = 0; h < shape_.kv_heads; ++h)
           if (head_size(index(layer, h)) > budgets_[index(layer, h)] + options_.compress_slack) compress_head(layer, h);
     }
@@ -219,8 +229,47 @@ class KVCache {
         if (head_size(index(layer, h)) > budgets_[index(layer, h)]) compress_head(layer, h);
   }
 
+  // Compresses the prompt of `layer` once, after it was prefilled and its queries attended
+  // (exactly): every head keeps its budget (from Options::budget_ratio and the prompt's length
+  // when set), chosen by the selection; a prompt-time selection (PromptHook: SnapKV) first sees
+  // the weights of the prompt's last observation_window() queries, computed here from the queries
+  // attend() kept, over the keys as stored. A head whose prompt fits its budget is left as it is
+  // (the papers' rule for short prompts). Call it once per layer and sequence (clear() starts a
+  // new one); without a selection it does nothing. Throws kvc::Error when the window does not fit the prompt or the budget, or when
+  // fewer than a window of queries attended the layer.
+  void compress_prompt() {
+    for (std::size_t layer = 0; layer < shape_.layers; ++layer) compress_prompt(layer);
+  }
+  void compress_prompt(std::size_t layer) {
+    constexpr const char* where = "KVCache::compress_prompt";
+    if (moved_from()) fail(where, "the cache was moved from");
+    if (layer >= shape_.layers) fail(where, "layer {} out of range (layers: {})", layer, shape_.layers);
+    if constexpr (has_selection) {
+      if (prompt_done_[layer])
+        fail(where, "the prompt of layer {} is already compressed (clear() starts a new sequence)", layer);
+      const std::size_t prompt = head_size(index(layer, 0));
+      if (options_.budget_ratio > 0.0 || has_budget) budgets_for_prompt(layer, prompt);
+      if constexpr (shares_budgets) share_budgets(layer, prompt);
+      for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+        const std::size_t i = index(layer, h);
+        if (head_size(i) <= budgets_[i]) continue;
+        if constexpr (observes_prompt && !shares_budgets) {
+          if (window_ > 0) {
+            check_window(layer, h, i);
+            observe_window(layer, h, i);
+          }
+        }
+        compress_head(layer, h);
+      }
+      prompt_done_[layer] = 1;
+    }
+  }
+
   // Forgets every token and every policy's per-sequence state; keeps reserved memory.
   void clear() noexcept {
+    std::fill(window_count_.begin(), window_count_.end(), std::size_t{0});
+    std::fill(prompt_done_.begin(), prompt_done_.end(), char{0});
+    if (options_.budget_ratio > 0.0) std::fill(budgets_.begin(), budgets_.end(), unbounded_budget());
     for (auto& s : stores_) s.resize(0);
     for (auto& p : positions_) p.clear();
     for (std::size_t i = 0; i < positions_.size(); ++i) for_each_column(i, [](auto& c) { c.clear(); });
@@ -411,13 +460,19 @@ class KVCache {
              most);
     if (options_.capacity > 0 && options_.budget > options_.capacity)
       fail("kvc::Options", "budget {} exceeds capacity {}", options_.budget, options_.capacity);
+    if (!(options_.budget_ratio == 0.0 || (options_.budget_ratio > 0.0 && options_.budget_ratio <= 1.0)))
+      fail("kvc::Options", "budget_ratio {} must be in (0, 1] (or 0: unused)", options_.budget_ratio);
     if constexpr (has_selection) {
-      if (options_.budget == 0)
-        fail("kvc::Options", "budget must be > 0 when a selection policy is given (it evicts down to the budget)");
+      if (options_.budget == 0 && options_.budget_ratio == 0.0)
+        fail("kvc::Options", "budget must be > 0 (or budget_ratio in (0, 1]) when a selection policy is given (it "
+             "evicts down to the budget)");
+      if (options_.budget != 0 && options_.budget_ratio != 0.0)
+        fail("kvc::Options", "budget {} and budget_ratio {} are both set; give one", options_.budget,
+             options_.budget_ratio);
     } else {
-      if (options_.budget != 0)
-        fail("kvc::Options", "budget {} is set but no selection policy decides which tokens to evict",
-             options_.budget);
+      if (options_.budget != 0 || options_.budget_ratio != 0.0)
+        fail("kvc::Options", "budget {} (ratio {}) is set but no selection policy decides which tokens to evict",
+             options_.budget, options_.budget_ratio);
     }
   }
 
@@ -455,6 +510,10 @@ class KVCache {
 
   void allocate_budgets() {
     if constexpr (has_selection) {
+      if (options_.budget_ratio > 0.0) {  // set by compress_prompt() from the prompt's length
+        budgets_.assign(shape_.head_count(), unbounded_budget());
+        return;
+      }
       budgets_.assign(shape_.head_count(), options_.budget);
       if constexpr (has_budget) {
         budget_policy().allocate(BudgetContext{shape_, options_.budget, options_.capacity}, budgets_);
@@ -490,12 +549,13 @@ class KVCache {
       most_rows = std::max(most_rows, rows);
     }
     ensure_workspace(std::max<std::size_t>(most_rows, 1));
-    keep_.resize(budgets_.empty() ? 0 : *std::max_element(budgets_.begin(), budgets_.end()));
+    if (options_.budget_ratio == 0.0)
+      keep_.resize(budgets_.empty() ? 0 : *std::max_element(budgets_.begin(), budgets_.end()));
   }
 
   // Rows to reserve for a head: its steady state when bounded, the capacity hint otherwise.
   [[nodiscard]] std::size_t initial_rows(std::size_t head) const noexcept {
-    if (budgets_.empty()) return options_.capacity;
+    if (budgets_.empty() || options_.budget_ratio > 0.0) return options_.capacity;
     const std::size_t steady = budgets_[head] + options_.compress_slack + 1;
     return options_.capacity > 0 ? std::min(steady, options_.capacity + 1) : steady;
   }
@@ -588,25 +648,8 @@ class KVCache {
     const std::size_t group = shape_.group_size();
     const std::size_t hd = shape_.head_dim;
     const std::size_t stride = shape_.query_heads * hd;
-    const auto& s = stores_[index(layer, h)];
-    const std::size_t n = s.size();
-    const std::size_t n_segments = s.segments(segments_.data());
-
-    kernels::AttendArgs args;
-    args.n_q = group;
-    args.k_dim = key_dim_;
-    args.v_dim = value_dim_;
-    args.k_format = key_format_;
-    args.v_format = value_format_;
-    args.k_stride = kernels::row_bytes(key_format_, key_dim_);
-    args.v_stride = kernels::row_bytes(value_format_, value_dim_);
-    args.segments = segments_.data();
-    args.n_segments = n_segments;
-    args.scale = scale_;
-    args.precision = options_.precision;
-    args.m = max_.data();
-    args.l = sum_.data();
-    args.acc = acc_.data();
+    const std::size_t n = head_size(index(layer, h));
+    kernels::AttendArgs args = attend_args(index(layer, h));
     if constexpr (observes_attention) {
       args.logits = logits_.data();
       args.logits_stride = logits_stride_;
@@ -615,17 +658,9 @@ class KVCache {
     for (std::size_t j = 0; j < n_queries; ++j) {
       const float* q = queries.data() + j * stride + h * group * hd;
       float* o = out.data() + j * stride + h * group * hd;
-      if constexpr (has_lowrank) {
-        for (std::size_t g = 0; g < group; ++g) lowrank().project_key(layer, h, q + g * hd, queries_.data() + g * key_dim_);
-        args.q = queries_.data();
-      } else {
-        args.q = q;
-      }
+      args.q = query_of(layer, h, q);
       args.rows = n - n_queries + j + 1;
-      std::fill_n(max_.data(), group, -std::numeric_limits<float>::infinity());
-      std::fill_n(sum_.data(), group, 0.0f);
-      std::fill_n(acc_.data(), group * value_dim_, 0.0f);
-      table_->attend(args);
+      run_kernel(args);
       for (std::size_t g = 0; g < group; ++g) {
         const float inv = 1.0f / sum_[g];
         float* acc = acc_.data() + g * value_dim_;
@@ -646,6 +681,49 @@ class KVCache {
         });
       }
     }
+  }
+
+  // The kernel's arguments for head i, without the query, the rows it sees and the logits.
+  kernels::AttendArgs attend_args(std::size_t i) noexcept {
+    const std::size_t n_segments = stores_[i].segments(segments_.data());
+    kernels::AttendArgs args;
+    args.n_q = shape_.group_size();
+    args.k_dim = key_dim_;
+    args.v_dim = value_dim_;
+    args.k_format = key_format_;
+    args.v_format = value_format_;
+    args.k_stride = kernels::row_bytes(key_format_, key_dim_);
+    args.v_stride = kernels::row_bytes(value_format_, value_dim_);
+    args.segments = segments_.data();
+    args.n_segments = n_segments;
+    args.scale = scale_;
+    args.precision = options_.precision;
+    args.m = max_.data();
+    args.l = sum_.data();
+    args.acc = acc_.data();
+    return args;
+  }
+
+  // The group's query heads as the kernel reads them (projected to the key basis under low rank).
+  const float* query_of(std::size_t layer, std::size_t h, const float* q) noexcept {
+    if constexpr (has_lowrank) {
+      const std::size_t hd = shape_.head_dim;
+      for (std::size_t g = 0; g < shape_.group_size(); ++g)
+        lowrank().project_key(layer, h, q + g * hd, queries_.data() + g * key_dim_);
+      return queries_.data();
+    } else {
+      return q;
+    }
+  }
+
+  // One query over args.rows tokens: running max, normalizer and unnormalized output (and raw
+  // logits when args.logits is set) in the workspace.
+  void run_kernel(kernels::AttendArgs& args) noexcept {
+    const std::size_t group = shape_.group_size();
+    std::fill_n(max_.data(), group, -std::numeric_limits<float>::infinity());
+    std::fill_n(sum_.data(), group, 0.0f);
+    std::fill_n(acc_.data(), group * value_dim_, 0.0f);
+    table_->attend(args);
   }
 
   // Softmax weights of the group's query heads over `rows` tokens, combined per Options::gqa_reduce.
@@ -726,6 +804,135 @@ class KVCache {
     }
   }
 
+  // A budget that evicts nothing: what a head keeps before a budget_ratio is applied.
+  static constexpr std::size_t unbounded_budget() noexcept {
+    return static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
+  }
+
+  [[nodiscard]] bool evicts_while_decoding() noexcept {
+    if constexpr (observes_prompt)
+      return selection().evicts_while_decoding();
+    else
+      return true;
+  }
+
+  void make_window() {
+    window_count_.assign(shape_.layers, 0);
+    prompt_done_.assign(shape_.layers, 0);
+    if constexpr (observes_prompt) {
+      window_ = selection().observation_window();
+      window_queries_.resize(
+          checked_mul(checked_mul(shape_.layers, window_, "kvc::KVCache", "layers * window"),
+                      shape_.query_heads * shape_.head_dim, "kvc::KVCache", "window queries"));
+    }
+  }
+
+  // Keeps the newest window_ queries of the layer: the last ones of this call after the newest
+  // earlier ones (a prompt attended in chunks). Hot path: copies only, within the buffer.
+  void capture_window(std::size_t layer, std::span<const float> queries, std::size_t n_queries) noexcept {
+    const std::size_t stride = shape_.query_heads * shape_.head_dim;
+    float* buf = window_queries_.data() + layer * window_ * stride;
+    std::size_t& held = window_count_[layer];
+    const std::size_t take = std::min(n_queries, window_);
+    const std::size_t old = std::min(held, window_ - take);
+    std::copy(buf + (held - old) * stride, buf + held * stride, buf);
+    std::copy_n(queries.data() + (n_queries - take) * stride, take * stride, buf + old * stride);
+    held = old + take;
+  }
+
+  void check_window(std::size_t layer, std::size_t h, std::size_t i) const {
+    constexpr const char* where = "KVCache::compress_prompt";
+    if (window_ > head_size(i))
+      fail(where, "observation window of {} queries is longer than the prompt of layer {} ({} tokens)", window_,
+           layer, head_size(i));
+    if (window_ > budgets_[i])
+      fail(where, "budget {} of layer {} KV head {} cannot hold the observation window of {} tokens", budgets_[i],
+           layer, h, window_);
+    if (window_count_[layer] < window_)
+      fail(where, "only {} queries attended layer {} but the observation window needs {}: attend the prompt's "
+           "queries before compress_prompt()", window_count_[layer], layer, window_);
+  }
+
+  // Weights of each window query over the causal prefix it sees, handed to the selection.
+  void observe_window(std::size_t layer, std::size_t h, std::size_t i) noexcept {
+    const std::size_t group = shape_.group_size();
+    const std::size_t hd = shape_.head_dim;
+    const std::size_t stride = shape_.query_heads * hd;
+    const std::size_t n = head_size(i);
+    const float* base = window_queries_.data() + layer * window_ * stride;
+    kernels::AttendArgs args = attend_args(i);
+    args.logits = logits_.data();
+    args.logits_stride = logits_stride_;
+    HeadView rows = head_view(layer, h, i);
+    for (std::size_t j = 0; j < window_; ++j) {
+      args.q = query_of(layer, h, base + j * stride + h * group * hd);
+      args.rows = n - window_ + j + 1;
+      run_kernel(args);
+      selection().on_observe(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows),
+                             combined_weights(args.rows));
+    }
+  }
+
+  // Head-wise budgets: every head observes the prompt first, then the budget policy redistributes
+  // the layer's total by the selection's scores of all its heads.
+  void share_budgets(std::size_t layer, std::size_t prompt) {
+    constexpr const char* where = "KVCache::compress_prompt";
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h)
+      if (head_size(index(layer, h)) != prompt)
+        fail(where, "head-wise budgets need every head of layer {} to hold the prompt ({} tokens); head {} holds {}",
+             layer, prompt, h, head_size(index(layer, h)));
+    std::size_t total = 0;
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) total += budgets_[index(layer, h)];
+    std::vector<float> scores(shape_.kv_heads * prompt);
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const std::size_t i = index(layer, h);
+      if constexpr (observes_prompt) {
+        if (window_ > 0) {
+          check_window(layer, h, i);
+          observe_window(layer, h, i);
+        }
+      }
+      HeadView rows = head_view(layer, h, i);
+      selection().scores(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows),
+                         std::span<float>(scores).subspan(h * prompt, prompt));
+    }
+    const std::span<std::size_t> layer_budgets(budgets_.data() + index(layer, 0), shape_.kv_heads);
+    budget_policy().share(scores, prompt, layer_budgets);
+    std::size_t shared = 0;
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      if (layer_budgets[h] == 0) fail(where, "budget policy gave layer {} KV head {} no budget", layer, h);
+      shared += layer_budgets[h];
+    }
+    if (shared > total)
+      fail(where, "budget policy shared {} tokens in layer {}, more than its {}", shared, layer, total);
+    const std::size_t most = *std::max_element(layer_budgets.begin(), layer_budgets.end());
+    if (keep_.size() < most) keep_.resize(most);
+  }
+
+  // The budgets of `layer` for a prompt of `prompt` tokens: the average is Options::budget, or
+  // floor(ratio * prompt) (at least 1) under Options::budget_ratio; the budget policy distributes
+  // it knowing the prompt's length (the published PyramidKV's schedule depends on it).
+  void budgets_for_prompt(std::size_t layer, std::size_t prompt) {
+    const std::size_t average =
+        options_.budget_ratio > 0.0
+            ? std::max<std::size_t>(
+                  1, static_cast<std::size_t>(std::floor(options_.budget_ratio * static_cast<double>(prompt))))
+            : options_.budget;
+    std::vector<std::size_t> all(shape_.head_count(), average);
+    if constexpr (has_budget)
+      budget_policy().allocate(BudgetContext{shape_, average, options_.capacity, prompt}, all);
+    for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+      const std::size_t b = all[index(layer, h)];
+      if (b == 0 || b > unbounded_budget())
+        fail("KVCache::compress_prompt", "budget policy gave layer {} KV head {} a budget of {} (must be in [1, {}])",
+             layer, h, b, unbounded_budget());
+      budgets_[index(layer, h)] = b;
+    }
+    const std::size_t most = *std::max_element(budgets_.begin() + static_cast<std::ptrdiff_t>(index(layer, 0)),
+                                               budgets_.begin() + static_cast<std::ptrdiff_t>(index(layer, 0) + shape_.kv_heads));
+    if (keep_.size() < most) keep_.resize(most);
+  }
+
   void calibrate_from(std::size_t layer, std::span<const float> keys, std::span<const float> values, std::size_t n)
     requires has_lowrank
   {
@@ -751,7 +958,7 @@ class KVCache {
     max_.resize(group);
     sum_.resize(group);
     rows_.resize(2 * kMaxStoredDim);
-    if constexpr (observes_attention) {
+    if constexpr (observes_attention || observes_prompt) {
       logits_stride_ = grown;
       logits_.resize(group * grown);
       weights_.resize(grown);
@@ -814,6 +1021,12 @@ class KVCache {
   std::vector<float> queries_, acc_, max_, sum_, logits_, weights_, rows_;
   std::vector<std::uint32_t> keep_, evicted_, scratch_;
   std::vector<kernels::Segment> segments_;
+  // The prompt's last window_ queries of each layer ([layer][window_][query_heads * head_dim]),
+  // how many are held, and whether the layer's prompt was compressed (then nothing is captured).
+  std::size_t window_ = 0;
+  std::vector<float> window_queries_;
+  std::vector<std::size_t> window_count_;
+  std::vector<char> prompt_done_;
 };
 
 }  // namespace kvc

@@ -17,6 +17,11 @@ struct Options {
   // Average tokens kept per (layer, KV head); the budget policy distributes the total.
   // 0 means unbounded: nothing is evicted (and no selection policy may be given).
   std::size_t budget = 0;
+  // Instead of `budget`: the share of the prompt each head keeps, in (0, 1]. Budgets are then set
+  // by KVCache::compress_prompt() from the prompt's length, floor(ratio * prompt) but at least 1
+  // (then handed to the budget policy as the average); until then nothing is evicted.
+  // 0 means unused; exactly one of budget and budget_ratio is set when a selection is given.
+  double budget_ratio = 0.0;
   // Tokens per head reserved up front, so that append and attend never allocate below it.
   // 0 reserves nothing and grows on demand. A budget may not exceed a non-zero capacity.
   std::size_t capacity = 0;
