@@ -82,6 +82,9 @@ constexpr std::size_t default_context_windows = 8;
 // Low-rank bases are fitted on at most this many positions (a capture of 8K positions of a 30-layer
 // model would take about a gigabyte).
 constexpr std::size_t max_calibration_tokens = 1024;
+// The context and passkey protocols run on large models, where the capture (token by token, about
+// 0.1 s a token on SmolLM2 on two busy cores) would cost more than the run: 256 positions.
+constexpr std::size_t long_calibration_tokens = 256;
 
 // Counts and sizes are whole numbers >= 0: CLI11 would otherwise wrap "-1" to SIZE_MAX.
 const CLI::Validator whole_number(
@@ -266,7 +269,7 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
     std::optional<data::KvCapture> calibration;
     if (needs_calibration({specs.begin(), specs.end()}))
       calibration = capture_window(
-          model, corpus[corpus.available() - 1].first(std::min(c + a.score_tokens, max_calibration_tokens)));
+          model, corpus[corpus.available() - 1].first(std::min(c + a.score_tokens, long_calibration_tokens)));
     std::vector<std::unique_ptr<AnyCache>> caches;
     for (const StackSpec& spec : specs)
       caches.push_back(make_cache(spec, model.config().attention_shape(), c + a.score_tokens + 1,
@@ -304,7 +307,7 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
   std::optional<data::KvCapture> calibration;
   if (needs_calibration(all_specs))
     calibration = capture_window(model, std::span(filler).first(std::min(
-                                            {filler.size(), seq_len, max_calibration_tokens})));
+                                            {filler.size(), seq_len, long_calibration_tokens})));
   const CacheFactory make = [&](std::size_t i, std::size_t context) {
     return make_cache(parse_stack(resolve_context_shares(a.stacks[i], context)), model.config().attention_shape(),
                       context + passkey_max_new_tokens, calibration ? &*calibration : nullptr);
