@@ -3,8 +3,8 @@
 # long contexts. Results land in kvc-eval-out/ (tables, JSON, CSV, SVG and, with rsvg-convert,
 # PNG); progress goes to stderr, the tables to stdout.
 #
-#   scripts/eval.sh                 # the default panel (see docs/evaluation.md): the context
-#                                   # protocol at C = 1024 and 2048 for every stack, then passkey
+#   scripts/eval.sh                 # the default run (docs/evaluation.md): the context protocol
+#                                   # at C = 512 and 1024 for every stack, then passkey at C = 1024
 #   scripts/eval.sh ARGS...         # kvc-eval ARGS... (try --help), e.g.
 #   scripts/eval.sh --protocol passkey --context 4096 --stack h2o:budget=25%
 #   scripts/eval.sh --model "$KVC_MODELS_DIR/stories260K.bin" --tokenizer "$KVC_MODELS_DIR/tok512.bin"
@@ -44,12 +44,13 @@ eval_cmd=(env KVC_MODELS_DIR="$models" "$dir/tools/kvc-eval")
 if [[ $# -gt 0 ]]; then
   "${eval_cmd[@]}" "$@"
 else
-  # Sized to finish in about three minutes on two cores (docs/evaluation.md, "The default run").
-  "${eval_cmd[@]}" --protocol context --context 1024,2048 --score-tokens 64 --windows 1 -o "$out"
-  "${eval_cmd[@]}" --protocol passkey --context 1024 --depths 10,50,90 --trials 1 -o "$out"
+  # Sized for a few minutes on two cores (docs/evaluation.md, "SmolLM2 at long contexts").
+  "${eval_cmd[@]}" --protocol context --context 512,1024 --score-tokens 32 --windows 1 -o "$out"
+  "${eval_cmd[@]}" --protocol passkey --context 1024 --depths 10,50,90 --trials 1 --stack "streaming:sinks=4,recent=25%" \
+    --stack "h2o:budget=25%" --stack int4 -o "$out"
 fi
 if command -v rsvg-convert >/dev/null; then
   for svg in "$out"/*.svg; do
-    [[ -f "$svg" ]] && rsvg-convert "$svg" -o "${svg%.svg}.png"
+    if [[ -f "$svg" ]]; then rsvg-convert "$svg" -o "${svg%.svg}.png"; fi
   done
 fi
