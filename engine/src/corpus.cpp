@@ -29,7 +29,10 @@ std::vector<std::int32_t> encode_corpus(const Tokenizer& tokenizer, std::string_
   const std::vector<std::string> paragraphs = split_paragraphs(text);
   for (std::size_t i = 0; i < paragraphs.size(); ++i) {
     if (i > 0) tokens.insert(tokens.end(), newline.begin(), newline.end());
-    const auto encoded = tokenizer.encode(paragraphs[i], /*add_bos=*/false, /*dummy_prefix=*/i == 0);
+    // The first paragraph takes the vocabulary's own space prefix (llama2.c: yes, GPT-2 BPE: no).
+    EncodeOptions options;
+    if (i > 0) options.space_prefix = false;
+    const auto encoded = tokenizer.encode(paragraphs[i], options);
     tokens.insert(tokens.end(), encoded.begin(), encoded.end());
   }
   return tokens;
@@ -56,9 +59,10 @@ std::string read_text_file(const std::filesystem::path& path, std::size_t max_by
   return text;
 }
 
-Windows make_windows(std::vector<std::int32_t> tokens, std::size_t window, std::size_t max_windows) {
+Windows make_windows(std::vector<std::int32_t> tokens, std::size_t window, std::size_t max_windows,
+                     std::int32_t bos) {
   if (window == 0) fail("kvc::engine::make_windows", "window length must be positive");
-  Windows w{std::move(tokens), window, 0};
+  Windows w{std::move(tokens), window, 0, bos};
   const std::size_t available = w.available();
   if (available == 0)
     fail("kvc::engine::make_windows", "the text has {} tokens, fewer than one window of {}",

@@ -10,6 +10,7 @@
 #include "kvc_engine/paths.hpp"
 #include "kvc_engine/protocols.hpp"
 #include "kvc_engine/registry.hpp"
+#include "kvc_engine/tokenizer_gguf.hpp"
 #include "kvc_engine/report.hpp"
 
 #include <CLI/CLI.hpp>
@@ -19,6 +20,8 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <new>
 #include <optional>
 
@@ -44,17 +47,29 @@ const std::vector<std::string> default_panel = {
     "h2o:budget=32",
 };
 
-// The context and passkey protocols' default panel: budgets as shares of the context C, so one
-// panel serves every C (the 1/8 of the decode panel, and 1/4 for the slope).
+// The context and passkey protocols' default panel: every technique, budgets as shares of the
+// context C (so one panel serves every C) of about a quarter, plus the 12.5 % slope of H2O.
 const std::vector<std::string> context_panel = {
     "full",
+    "f16",
     "int8",
     "int4",
-    "streaming:sinks=4,recent=12.5%",
-    "h2o:budget=12.5%",
-    "pyramid:budget=12.5%+h2o",
-    "h2o:budget=12.5%+int4",
+    "svd:rank=16",
+    "streaming:sinks=4,recent=25%",
     "h2o:budget=25%",
+    "knorm:budget=25%",
+    "pyramid:budget=25%+h2o",
+    "h2o:budget=25%+d2o",
+    "h2o:budget=25%+int4",
+    "h2o:budget=12.5%",
+};
+
+// The pinned long English text for models with a long context (data/long-text.sha256 holds their
+// sha256; scripts/eval.sh checks them): the licence texts Debian ships in package base-files.
+const std::vector<std::string> long_text_files = {
+    "/usr/share/common-licenses/GPL-3",   "/usr/share/common-licenses/GPL-2",
+    "/usr/share/common-licenses/MPL-2.0", "/usr/share/common-licenses/Apache-2.0",
+    "/usr/share/common-licenses/GFDL-1.3",
 };
 
 // 64 windows x 511 predictions (32,704 predictions): the default panel takes about 40 s on this
@@ -67,6 +82,9 @@ constexpr std::size_t default_context_windows = 8;
 // Low-rank bases are fitted on at most this many positions (a capture of 8K positions of a 30-layer
 // model would take about a gigabyte).
 constexpr std::size_t max_calibration_tokens = 1024;
+// The context and passkey protocols run on large models, where the capture (token by token, about
+// 0.1 s a token on SmolLM2 on two busy cores) would cost more than the run: 256 positions.
+constexpr std::size_t long_calibration_tokens = 256;
 
 // Counts and sizes are whole numbers >= 0: CLI11 would otherwise wrap "-1" to SIZE_MAX.
 const CLI::Validator whole_number(
@@ -80,8 +98,8 @@ const CLI::Validator whole_number(
     "N>=0", "whole number");
 
 struct Args {
-  std::string model_path, tokenizer_path;
-  std::vector<std::string> texts;
+  std::string model_path, tokenizer_path;  // empty: the defaults (resolve_model)
+  std::vector<std::string> texts;           // empty: the model's default text
   std::string protocol = "decode";
   std::size_t windows = default_windows, window_tokens = 511;
   std::vector<std::size_t> contexts;
@@ -136,6 +154,38 @@ std::vector<std::size_t> fitting(std::vector<std::size_t> wanted, std::size_t li
   return wanted;
 }
 
+bool is_gguf(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
+// Fills in the defaults: SmolLM2 when it is found, its tokenizer from the GGUF and the long text;
+// a llama2.c checkpoint with tok512.bin and TinyStories from the models folder.
+void resolve_model(Args& a, const std::filesystem::path& dir) {
+  if (a.model_path.empty()) {
+    const std::filesystem::path smollm2 = find_smollm2(dir);
+    if (smollm2.empty())
+      fail("kvc-eval", "the default model {} is in neither '{}' nor '{}': run scripts/fetch_models.sh (it downloads "
+           "it), or pass --model (a GGUF, or stories260K.bin with --tokenizer tok512.bin)",
+           smollm2_file, dir.string(), download_cache_dir().string());
+    a.model_path = smollm2.string();
+  }
+  if (!std::filesystem::exists(a.model_path)) fail("kvc-eval", "--model {}: no such file", a.model_path);
+  const bool gguf = is_gguf(a.model_path);
+  if (gguf && !a.tokenizer_path.empty())
+    fail("kvc-eval", "--tokenizer is for llama2.c checkpoints; the GGUF {} carries its own tokenizer", a.model_path);
+  if (!gguf && a.tokenizer_path.empty()) {
+    a.tokenizer_path = (dir / tokenizer_file).string();
+    if (!std::filesystem::exists(a.tokenizer_path))
+      fail("kvc-eval", "{} is a llama2.c checkpoint and needs --tokenizer (none given, and {} is missing)",
+           a.model_path, a.tokenizer_path);
+  }
+  if (a.texts.empty()) a.texts = gguf ? long_text_files : std::vector<std::string>{(dir / text_file).string()};
+}
+
+std::string tokenizer_label(const Args& a) { return a.tokenizer_path.empty() ? "the GGUF's own" : a.tokenizer_path; }
+
 std::vector<std::filesystem::path> text_paths(const Args& a) {
   return std::vector<std::filesystem::path>(a.texts.begin(), a.texts.end());
 }
@@ -145,7 +195,7 @@ int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, st
   const std::vector<std::size_t> window_context{a.window_tokens};
   std::vector<StackSpec> specs = check_stacks(a.stacks, window_context);
   Windows corpus = make_windows(encode_corpus(tokenizer, read_texts(text_paths(a))),
-                                a.window_tokens, a.windows);
+                                a.window_tokens, a.windows, tokenizer.bos_id());
   if (a.windows == default_windows && note == "default panel")
     note = fmt::format("default panel and window count ({} of {} windows, chosen to finish in under two "
                        "minutes; --windows 0 scores the whole text)",
@@ -182,7 +232,7 @@ int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, st
     caches.push_back(make_cache(spec, shape, a.window_tokens + 1, calibration ? &*calibration : nullptr));
   const FidelityReport report =
       evaluate(model, corpus, std::move(caches), a.stacks, progress_printer(err, a.quiet, "window"), a.threads);
-  const RunInfo info{a.model_path, a.tokenizer_path, fmt::format("{}", fmt::join(a.texts, " + ")),
+  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")),
                      corpus.available(), note};
   out << format_table(report);
   write_reports(a.output_dir, report, info);
@@ -213,13 +263,13 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
   std::size_t available = 0;
   for (std::size_t ci = 0; ci < contexts.size(); ++ci) {
     const std::size_t c = contexts[ci];
-    Windows corpus = make_windows(tokens, c + a.score_tokens, windows);
+    Windows corpus = make_windows(tokens, c + a.score_tokens, windows, tokenizer.bos_id());
     available = corpus.available();
     const std::span<const StackSpec> specs(all_specs.data() + ci * a.stacks.size(), a.stacks.size());
     std::optional<data::KvCapture> calibration;
     if (needs_calibration({specs.begin(), specs.end()}))
       calibration = capture_window(
-          model, corpus[corpus.available() - 1].first(std::min(c + a.score_tokens, max_calibration_tokens)));
+          model, corpus[corpus.available() - 1].first(std::min(c + a.score_tokens, long_calibration_tokens)));
     std::vector<std::unique_ptr<AnyCache>> caches;
     for (const StackSpec& spec : specs)
       caches.push_back(make_cache(spec, model.config().attention_shape(), c + a.score_tokens + 1,
@@ -228,7 +278,7 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
                                progress_printer(err, a.quiet, fmt::format("C={} window", c)), a.threads, c));
     out << format_table(reports.back());
   }
-  const RunInfo info{a.model_path, a.tokenizer_path, fmt::format("{}", fmt::join(a.texts, " + ")), available, note};
+  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")), available, note};
   write_context_reports(a.output_dir, reports, info);
   out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-c<C>.svg\n", a.output_dir);
   return 0;
@@ -257,7 +307,7 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
   std::optional<data::KvCapture> calibration;
   if (needs_calibration(all_specs))
     calibration = capture_window(model, std::span(filler).first(std::min(
-                                            {filler.size(), seq_len, max_calibration_tokens})));
+                                            {filler.size(), seq_len, long_calibration_tokens})));
   const CacheFactory make = [&](std::size_t i, std::size_t context) {
     return make_cache(parse_stack(resolve_context_shares(a.stacks[i], context)), model.config().attention_shape(),
                       context + passkey_max_new_tokens, calibration ? &*calibration : nullptr);
@@ -265,7 +315,7 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
   const PasskeyReport report = run_passkey(model, tokenizer, filler, plan, a.stacks, make,
                                            progress_printer(err, a.quiet, "trial"), a.threads);
   out << format_passkey_table(report);
-  const RunInfo info{a.model_path, a.tokenizer_path, fmt::format("{}", fmt::join(a.texts, " + ")), 0, note};
+  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")), 0, note};
   write_passkey_reports(a.output_dir, report, info);
   out << fmt::format("wrote {0}/passkey.txt, passkey.json, passkey.csv, passkey.svg ({1:.1f}s)\n", a.output_dir,
                      report.seconds);
@@ -294,13 +344,13 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
                "at a depth of C tokens of text). See docs/evaluation.md."};
   const std::filesystem::path dir = models_dir();
   Args a;
-  a.model_path = (dir / model_file).string();
-  a.tokenizer_path = (dir / tokenizer_file).string();
-  a.texts = {(dir / text_file).string()};
-  app.add_option("--model", a.model_path, "llama2.c checkpoint ($KVC_MODELS_DIR/stories260K.bin)");
-  app.add_option("--tokenizer", a.tokenizer_path, "llama2.c tokenizer ($KVC_MODELS_DIR/tok512.bin)");
-  app.add_option("--text", a.texts, "evaluation text, repeatable: the files are joined as paragraphs "
-                                    "($KVC_MODELS_DIR/tinystories_val.txt; at most 256 MiB)");
+  app.add_option("--model", a.model_path, "a GGUF (tokenizer included) or a llama2.c checkpoint (default: " +
+                                              std::string(smollm2_file) + " from $KVC_MODELS_DIR or the download "
+                                              "cache; stories260K: --model $KVC_MODELS_DIR/stories260K.bin)");
+  app.add_option("--tokenizer", a.tokenizer_path, "llama2.c checkpoints only: tokenizer.bin ($KVC_MODELS_DIR/tok512.bin)");
+  app.add_option("--text", a.texts, "evaluation text, repeatable: the files are joined as paragraphs (default: the "
+                                    "Debian licence texts for a GGUF, $KVC_MODELS_DIR/tinystories_val.txt for a "
+                                    "llama2.c checkpoint; at most 256 MiB)");
   app.add_option("--protocol", a.protocol, "decode, context or passkey")->capture_default_str();
   const auto* windows_option =
       app.add_option("--windows", a.windows, "windows of the text to score; 0 = all (decode: 64, context: 8)")
@@ -366,10 +416,20 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
     }
     // Spell errors and unknown components fail before the model is loaded.
     for (const std::string& s : a.stacks) check_stack(parse_stack(resolve_context_shares(s, 1024)));
-    if (!std::filesystem::exists(a.model_path) && (a.model_path == (dir / model_file).string()))
-      fail("kvc-eval", "{}", missing_models_message(dir));
-    const Model model = Model::load(a.model_path);
-    const Tokenizer tokenizer = Tokenizer::load(a.tokenizer_path, model.config().vocab_size);
+    resolve_model(a, dir);
+    const bool gguf = a.tokenizer_path.empty();
+    std::optional<GgufFile> file;
+    if (gguf) file = GgufFile::open(a.model_path);
+    // The GGUF gives its tokenizer before the model takes the file; tok512.bin needs the vocabulary size.
+    std::optional<Tokenizer> gguf_tokenizer;
+    if (gguf) gguf_tokenizer = tokenizer_from_gguf(*file);
+    const Model model = gguf ? Model::from_gguf(std::move(*file)) : Model::load(a.model_path);
+    const Tokenizer tokenizer = gguf ? std::move(*gguf_tokenizer) : Tokenizer::load(a.tokenizer_path, model.config().vocab_size);
+    if (tokenizer.vocab_size() != model.config().vocab_size)
+      fail("kvc-eval", "the tokenizer has {} tokens but the model {} has {}", tokenizer.vocab_size(), a.model_path,
+           model.config().vocab_size);
+    if (tokenizer.bos_id() < 0)
+      fail("kvc-eval", "the tokenizer of {} has no BOS token, which every protocol puts at position 0", a.model_path);
     const std::size_t seq_len = std::size_t(model.config().seq_len);
     if (a.generate_tokens > 0) {
       Transformer transformer(model);

@@ -33,6 +33,16 @@ using Clock = std::chrono::steady_clock;
 std::size_t position_bucket(std::size_t p) noexcept { return p < 64 ? 0 : std::size_t(std::bit_width(p / 64)); }
 std::size_t bucket_start(std::size_t b) noexcept { return b == 0 ? 0 : std::size_t{64} << (b - 1); }
 
+// Chunks of this many tokens bound the prefill's buffers (about 40 MB on SmolLM2).
+constexpr std::size_t prefill_chunk = 512;
+
+template <class Cache>
+void prefill_context(Transformer& transformer, Cache& cache, std::span<const std::int32_t> tokens) {
+  for (std::size_t first = 0; first < tokens.size(); first += prefill_chunk)
+    transformer.prefill(cache, tokens.subspan(first, std::min(prefill_chunk, tokens.size() - first)),
+                        std::int32_t(first));
+}
+
 }  // namespace
 
 struct FidelityRun::Stack {
@@ -69,7 +79,7 @@ FidelityRun::FidelityRun(const Model& model, std::vector<std::unique_ptr<AnyCach
 
 FidelityRun::~FidelityRun() = default;
 
-void FidelityRun::run_window(std::span<const std::int32_t> window) {
+void FidelityRun::run_window(std::span<const std::int32_t> window, std::int32_t bos) {
   if (window.size() <= context_)
     fail("kvc::engine::FidelityRun", "a window of {} tokens leaves nothing to score after a context of {}",
          window.size(), context_);
@@ -81,31 +91,30 @@ void FidelityRun::run_window(std::span<const std::int32_t> window) {
     s->cache->clear();
     for (auto& p : s->previous) p.clear();
   }
-  std::int32_t token = Tokenizer::bos;
-  for (std::size_t p = 0; p < window.size(); ++p) {
+  std::int32_t token = bos;
+  if (context_ > 0) {
+    // The context goes through the chunked prefill (matrix-matrix products); every cache holds it
+    // whole, then is brought to its budget at once, as a prefill-time method would (SnapKV,
+    // kvpress). Nothing in it is scored.
+    prefill_tokens_.assign(1, bos);
+    prefill_tokens_.insert(prefill_tokens_.end(), window.begin(), window.begin() + std::ptrdiff_t(context_ - 1));
+    prefill_context(reference_model_, reference_, prefill_tokens_);
+    for (auto& sp : stacks_) {
+      const auto t0 = Clock::now();
+      prefill_context(sp->transformer, *sp->cache, prefill_tokens_);
+      sp->cache->compress_prompt();
+      sp->seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      for (std::size_t l = 0; l < shape.layers; ++l)
+        for (std::size_t h = 0; h < shape.kv_heads; ++h) {
+          const auto now = sp->cache->positions(l, h);
+          sp->previous[l * shape.kv_heads + h].assign(now.begin(), now.end());
+        }
+    }
+    token = window[context_ - 1];
+  }
+  for (std::size_t p = context_; p < window.size(); ++p) {
     const std::int32_t position = std::int32_t(p);
     const std::int32_t target = window[p];
-    if (p < context_) {  // prefill: every cache sees the context, nothing is scored
-      reference_model_.forward(reference_, token, position);
-      for (auto& sp : stacks_) {
-        const auto t0 = Clock::now();
-        sp->transformer.forward(*sp->cache, token, position);
-        sp->seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-      }
-      token = target;
-      continue;
-    }
-    if (p == context_ && p > 0) {
-      // End of the prefill: bring every head to its budget, as a prefill-time method would.
-      for (auto& sp : stacks_) {
-        sp->cache->compress();
-        for (std::size_t l = 0; l < shape.layers; ++l)
-          for (std::size_t h = 0; h < shape.kv_heads; ++h) {
-            const auto now = sp->cache->positions(l, h);
-            sp->previous[l * shape.kv_heads + h].assign(now.begin(), now.end());
-          }
-      }
-    }
     log_softmax(reference_model_.forward(reference_, token, position), ref_logp_);
     reference_nll_ -= ref_logp_[std::size_t(target)];
     const std::size_t bucket = position_bucket(p);
@@ -233,7 +242,7 @@ FidelityReport evaluate(const Model& model, const Windows& corpus, std::vector<s
   const auto work = [&](std::size_t t) {
     try {
       for (std::size_t i = 0; i < corpus.count; ++i) {
-        runs[t]->run_window(corpus[i]);
+        runs[t]->run_window(corpus[i], corpus.bos);
         const std::size_t finished = ++done;
         // Progress counts windows finished by every thread, in window units.
         if (progress && finished % threads == 0) {

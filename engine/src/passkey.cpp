@@ -28,7 +28,7 @@ std::uint64_t splitmix64(std::uint64_t x) noexcept {
 // (a closing quote may follow the punctuation).
 bool sentence_ends_before(const Tokenizer& tokenizer, std::span<const std::int32_t> filler, std::size_t i) {
   if (i == 0) return true;
-  std::string text = tokenizer.decode(i >= 2 ? filler[i - 2] : Tokenizer::bos, filler[i - 1]);
+  std::string text = tokenizer.decode(i >= 2 ? filler[i - 2] : tokenizer.bos_id(), filler[i - 1]);
   while (!text.empty() && (text.back() == '"' || text.back() == '\'' || text.back() == ' ')) text.pop_back();
   return !text.empty() && (text.back() == '.' || text.back() == '!' || text.back() == '?' || text.back() == '\n');
 }
@@ -81,7 +81,7 @@ PasskeyPrompt make_passkey_prompt(const Tokenizer& tokenizer, std::span<const st
   p.key = std::string(key);
   p.filler_begin = begin;
   p.tokens.reserve(context);
-  p.tokens.push_back(Tokenizer::bos);
+  p.tokens.push_back(tokenizer.bos_id());
   p.tokens.insert(p.tokens.end(), filler.begin(), filler.begin() + std::ptrdiff_t(at));
   p.key_begin = p.tokens.size();
   p.tokens.insert(p.tokens.end(), needle.begin(), needle.end());

@@ -1,6 +1,7 @@
 // The context-compression protocol: prefill C tokens, compress, score the next N against the
 // exact cache. End to end on stories260K at small sizes.
 #include "engine/models.hpp"
+#include "eval/run_cli.hpp"
 
 #include "kvc/core/error.hpp"
 #include "kvc_engine/eval_cli.hpp"
@@ -17,17 +18,6 @@ namespace kvc::test {
 namespace {
 
 using ::testing::HasSubstr;
-
-int run(std::vector<std::string> args, std::string& out, std::string& err) {
-  args.insert(args.begin(), "kvc-eval");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream o, e;
-  const int code = engine::run_eval_cli(int(argv.size()), argv.data(), o, e);
-  out = o.str();
-  err = e.str();
-  return code;
-}
 
 TEST(ContextProtocol, SharesOfTheContextBecomeTokenCounts) {
   EXPECT_EQ(engine::resolve_context_shares("h2o:budget=12.5%+int4", 1024), "h2o:budget=128+int4");

@@ -2,8 +2,9 @@
 // Turning the evaluation text into token windows exactly as the reference perplexity does
 // (see /work/shared/models/README.md and docs/evaluation.md):
 //  1. split at blank lines (runs of two or more '\n'), dropping empty paragraphs;
-//  2. encode the first paragraph with the dummy-prefix space, later ones without, and put one
-//     tokenizer's newline (the byte token 13 of llama2.c's) between consecutive paragraphs;
+//  2. encode the first paragraph with the vocabulary's own space prefix (llama2.c's dummy prefix;
+//     none for GPT-2 BPE), later ones without, and put the tokenizer's newline (the byte token 13
+//     of llama2.c's) between consecutive paragraphs;
 //  3. cut into consecutive, non-overlapping windows of `window` tokens (full windows only);
 //  4. each window is scored as BOS + window.
 #include "kvc_engine/tokenizer.hpp"
@@ -31,6 +32,7 @@ struct Windows {
   std::vector<std::int32_t> tokens;  // the whole encoded corpus
   std::size_t window = 511;          // tokens per window (BOS is added in front of each)
   std::size_t count = 0;             // number of windows in use
+  std::int32_t bos = Tokenizer::bos;  // put before each window: the tokenizer's bos_id()
 
   [[nodiscard]] std::span<const std::int32_t> operator[](std::size_t i) const noexcept {
     return std::span<const std::int32_t>(tokens).subspan(i * window, window);
@@ -38,8 +40,9 @@ struct Windows {
   [[nodiscard]] std::size_t available() const noexcept { return tokens.size() / window; }
 };
 
-// `max_windows` 0 means all full windows. Throws kvc::Error if the text has no full window.
+// `max_windows` 0 means all full windows; `bos` is the tokenizer's bos_id() (llama2.c's by
+// default). Throws kvc::Error if the text has no full window.
 [[nodiscard]] Windows make_windows(std::vector<std::int32_t> tokens, std::size_t window,
-                                   std::size_t max_windows = 0);
+                                   std::size_t max_windows = 0, std::int32_t bos = Tokenizer::bos);
 
 }  // namespace kvc::engine

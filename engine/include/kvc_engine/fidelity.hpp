@@ -7,8 +7,9 @@
 // reference's prediction of the same token from the same prefix.
 //
 // With a context C > 0 (the context-compression protocol), the first C positions (BOS included)
-// are a prefill that is not scored; then every cache is compressed to its budget (compress())
-// and only the remaining positions are scored, still in lockstep.
+// are a chunked prefill (Transformer::prefill) that is not scored; then every cache is
+// compressed to its budget (compress()) and only the remaining positions are scored, still in
+// lockstep, token by token.
 #include "kvc_engine/any_cache.hpp"
 #include "kvc_engine/corpus.hpp"
 #include "kvc_engine/plain_cache.hpp"
@@ -60,9 +61,9 @@ class FidelityRun {
               std::size_t context = 0);
   ~FidelityRun();
 
-  // Scores BOS + window with the reference and every cache in lockstep. Throws kvc::Error if the
-  // window is not longer than the context.
-  void run_window(std::span<const std::int32_t> window);
+  // Scores `bos` + window with the reference and every cache in lockstep (after the context's
+  // chunked prefill). Throws kvc::Error if the window is not longer than the context.
+  void run_window(std::span<const std::int32_t> window, std::int32_t bos = Tokenizer::bos);
   [[nodiscard]] FidelityReport report() const;
 
  private:
@@ -77,6 +78,7 @@ class FidelityRun {
   std::vector<double> bucket_nll_;
   std::vector<std::size_t> bucket_count_;
   std::vector<double> ref_logp_, logp_;
+  std::vector<std::int32_t> prefill_tokens_;
 };
 
 // Runs the windows of `corpus` through FidelityRun on `threads` threads (each with its own copy

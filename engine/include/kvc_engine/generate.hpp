@@ -45,7 +45,7 @@ std::vector<std::int32_t> generate(Transformer& model, Cache& cache, const Token
       next = prompt_tokens[pos + 1];
     } else {
       next = sampler.sample(logits);
-      if (next == Tokenizer::bos || next == Tokenizer::eos) break;
+      if (next == tokenizer.bos_id() || next == tokenizer.eos_id()) break;
       out.push_back(next);
     }
     token = next;

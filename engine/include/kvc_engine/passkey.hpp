@@ -4,12 +4,13 @@
 // (at most 8 tokens, stopping at a newline). A trial is correct when the first run of digits of
 // the continuation is exactly the key.
 //
-// Every stack's cache receives the same prompt token by token (its decode-time eviction acts
-// during the prompt), is then compressed to its budget (compress()), and generates.
+// Every cache receives the same prompt through the chunked prefill (Transformer::prefill), holds
+// it whole, is then compressed to its budget (compress()), and generates token by token.
 #include "kvc_engine/any_cache.hpp"
 #include "kvc_engine/generate.hpp"
 #include "kvc_engine/plain_cache.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -49,20 +50,27 @@ struct PasskeyPrompt {
 // True when the first run of decimal digits in `continuation` is exactly `key`.
 [[nodiscard]] bool passkey_correct(std::string_view continuation, std::string_view key) noexcept;
 
-// Feeds `prompt` (BOS first) to `cache`, compresses it where the cache can, then continues
-// greedily for at most `max_new` tokens, stopping after a token whose text holds a newline or
-// at BOS/EOS. Returns the decoded continuation.
-template <EngineCache Cache>
+// Prompts go through the chunked prefill in chunks of this many tokens.
+inline constexpr std::size_t passkey_prefill_chunk = 512;
+
+// Prefills `prompt` (BOS first) into `cache` in chunks, compresses it where the cache can, then
+// continues greedily for at most `max_new` tokens, stopping after a token whose text holds a
+// newline or at the tokenizer's BOS/EOS. Returns the decoded continuation.
+template <PrefillCache Cache>
 std::string greedy_continuation(Transformer& model, Cache& cache, const Tokenizer& tokenizer,
                                 std::span<const std::int32_t> prompt, std::size_t max_new = passkey_max_new_tokens) {
   std::span<const float> logits;
-  for (std::size_t p = 0; p < prompt.size(); ++p) logits = model.forward(cache, prompt[p], std::int32_t(p));
-  if constexpr (requires { cache.compress(); }) cache.compress();
+  for (std::size_t first = 0; first < prompt.size(); first += passkey_prefill_chunk)
+    logits = model.prefill(cache, prompt.subspan(first, std::min(passkey_prefill_chunk, prompt.size() - first)),
+                           std::int32_t(first));
+  // The prompt is compressed once, as prompt-time methods (SnapKV) do; decode-time selections
+  // bring every head to its budget the same way.
+  if constexpr (requires { cache.compress_prompt(); }) cache.compress_prompt();
   std::string text;
-  std::int32_t previous = prompt.empty() ? Tokenizer::bos : prompt.back();
+  std::int32_t previous = prompt.empty() ? tokenizer.bos_id() : prompt.back();
   for (std::size_t i = 0; i < max_new && !logits.empty(); ++i) {
     const std::int32_t next = argmax(logits);
-    if (next == Tokenizer::bos || next == Tokenizer::eos) break;
+    if (next == tokenizer.bos_id() || next == tokenizer.eos_id()) break;
     const std::string piece = tokenizer.decode(previous, next);
     text += piece;
     if (piece.find('\n') != std::string::npos || i + 1 == max_new) break;
