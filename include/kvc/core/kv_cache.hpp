@@ -274,7 +274,9 @@ class KVCache {
     for (auto& p : positions_) p.clear();
     for (std::size_t i = 0; i < positions_.size(); ++i) for_each_column(i, [](auto& c) { c.clear(); });
     for_each_policy([&](auto& p, auto slot) {
-      if constexpr (requires { p.reset(state_at<slot>()); })
+      // The state's type, not a call of state_at() inside the requires-expression: clang 14
+      // judges such a call on the lambda's implicit `this` unsatisfied, and skipped the hook.
+      if constexpr (requires(state_t<std::remove_cvref_t<decltype(p)>>& s) { p.reset(s); })
         p.reset(state_at<slot>());
       else if constexpr (requires { p.reset(); })
         p.reset();
@@ -568,7 +570,7 @@ class KVCache {
   void setup_policies() {
     const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_, options_.compress_slack};
     for_each_policy([&](auto& p, auto slot) {
-      if constexpr (requires { p.setup(setup, state_at<slot>()); })
+      if constexpr (requires(state_t<std::remove_cvref_t<decltype(p)>>& s) { p.setup(setup, s); })  // see clear()
         p.setup(setup, state_at<slot>());
       else if constexpr (requires { p.setup(setup); })
         p.setup(setup);
