@@ -53,7 +53,10 @@ Model Model::read_gguf(const GgufFile& f) {
   const std::size_t v = std::size_t(c.vocab_size);
   Model model;
   model.config_ = c;
-  model.storage_.resize(c.weight_floats(false) - (c.shared_classifier ? 0 : std::size_t(c.seq_len) * c.head_dim()));
+  // Two walks over the tensors: the first checks every name, shape and type, so that storage is
+  // sized only for tensors the file really holds (a header could otherwise ask for terabytes; found
+  // by fuzzing); the second dequantizes.
+  bool checking = true;
   std::size_t filled = 0;
   // Dequantizes tensor `name`, which must be [rows][cols] (ggml: ne0 = cols, ne1 = rows; a vector
   // when rows is 0), into the next rows * cols floats of storage.
@@ -68,7 +71,7 @@ Model Model::read_gguf(const GgufFile& f) {
            t->dims[1], t->dims[2], t->dims[3], t->n_dims, cols, vector ? "" : fmt::format(", {}", rows));
     if (!can_dequantize(t->type)) fail(where, "tensor '{}' has type {}, which the engine cannot read", name, ggml_type_name(t->type));
     const std::size_t n = (vector ? 1 : rows) * cols;
-    dequantize(t->type, f.data(*t), std::span(model.storage_).subspan(filled, n));
+    if (!checking) dequantize(t->type, f.data(*t), std::span(model.storage_).subspan(filled, n));
     filled += n;
   };
   const auto quant = [&](const std::string& name) {
@@ -82,22 +85,28 @@ Model Model::read_gguf(const GgufFile& f) {
     for (std::int32_t l = 0; l < c.n_layers; ++l) {
       const std::string name = fmt::format("blk.{}.{}.weight", l, suffix);
       take(name, rows, cols);
-      if (q) q->push_back(quant(name));
+      if (q && !checking) q->push_back(quant(name));
     }
   };
   QuantWeights& q = model.quant_;
-  take("token_embd.weight", v, d);
-  per_layer("attn_norm", 0, d);
-  per_layer("attn_q", d, d, &q.wq);
-  per_layer("attn_k", kv, d, &q.wk);
-  per_layer("attn_v", kv, d, &q.wv);
-  per_layer("attn_output", d, d, &q.wo);
-  per_layer("ffn_norm", 0, d);
-  per_layer("ffn_gate", h, d, &q.w1);
-  per_layer("ffn_down", d, h, &q.w2);
-  per_layer("ffn_up", h, d, &q.w3);
-  take("output_norm.weight", 0, d);
-  if (output) take("output.weight", v, d);
+  const auto walk = [&] {
+    take("token_embd.weight", v, d);
+    per_layer("attn_norm", 0, d);
+    per_layer("attn_q", d, d, &q.wq);
+    per_layer("attn_k", kv, d, &q.wk);
+    per_layer("attn_v", kv, d, &q.wv);
+    per_layer("attn_output", d, d, &q.wo);
+    per_layer("ffn_norm", 0, d);
+    per_layer("ffn_gate", h, d, &q.w1);
+    per_layer("ffn_down", d, h, &q.w2);
+    per_layer("ffn_up", h, d, &q.w3);
+    take("output_norm.weight", 0, d);
+    if (output) take("output.weight", v, d);
+  };
+  walk();
+  model.storage_.resize(filled);
+  checking = false, filled = 0;
+  walk();
   q.classifier = quant(output ? "output.weight" : "token_embd.weight");
   model.check_finite(where);
   model.bind(false);
