@@ -29,19 +29,8 @@ void BM_Append(benchmark::State& state) {
   const std::size_t tokens = 4096;
   kvc::KVCache<Layout> cache(kShape, {.dtype = dtype, .capacity = tokens});
   const auto row = random_rows(kShape.kv_heads * kShape.head_dim, 1);
-  std::int32_t position = 0;
-  for (auto _ : state) {
-    if (static_cast<std::size_t>(position) == tokens) {
-      state.PauseTiming();
-      cache.clear();
-      position = 0;
-      state.ResumeTiming();
-    }
-    for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.append(layer, position, row, row);
-    ++position;
-  }
+  time_appends(state, cache, row, row, tokens);
   state.SetLabel(kvc::kernels::dtype_name(dtype));
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK_TEMPLATE(BM_Append, kvc::ContiguousLayout)->Arg(0)->Arg(1)->Arg(2);
 BENCHMARK_TEMPLATE(BM_Append, kvc::PagedLayout)->Arg(0)->Arg(1)->Arg(2);
@@ -55,31 +44,13 @@ void BM_DecodeStep(benchmark::State& state) {
   const auto context = static_cast<std::size_t>(state.range(1));
   const auto precision = state.range(2) == 1 ? kvc::kernels::Precision::fast : kvc::kernels::Precision::exact;
   kvc::KVCache<Layout> cache(kShape, {.dtype = dtype, .capacity = context + context / 16, .precision = precision});
-  const std::size_t row = kShape.kv_heads * kShape.head_dim;
-  const auto keys = random_rows(context * row, 2), values = random_rows(context * row, 3);
-  for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
-  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 4);
-  std::vector<float> out(q.size());
-  auto position = static_cast<std::int32_t>(context);
-  for (auto _ : state) {
-    for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
-      cache.append(layer, position, std::span(keys).first(row), std::span(values).first(row));
-      cache.attend(layer, q, out);
-    }
-    benchmark::DoNotOptimize(out.data());
-    // Nothing is evicted, so start again from the prompt before the context drifts by > 6%.
-    if (++position == static_cast<std::int32_t>(context + context / 16)) {
-      state.PauseTiming();
-      cache.clear();
-      for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.prefill(layer, 0, keys, values);
-      position = static_cast<std::int32_t>(context);
-      state.ResumeTiming();
-    }
-  }
+  DecodeData data(context);
+  prefill_all(cache, data.keys, data.values);
+  // Nothing is evicted, so start again from the prompt before the context drifts by > 6%.
+  time_decode_steps(state, cache, data, context + context / 16);
   const double bytes = static_cast<double>(cache.memory_bytes());
   state.SetLabel(std::string(kvc::kernels::dtype_name(dtype)) +
                  (precision == kvc::kernels::Precision::fast ? "+fast" : ""));
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["cache_GB/s"] = benchmark::Counter(bytes * static_cast<double>(state.iterations()) / 1e9,
                                                     benchmark::Counter::kIsRate);
   state.counters["bytes/token"] = bytes / static_cast<double>(cache.tokens()) * static_cast<double>(kShape.head_count());

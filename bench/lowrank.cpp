@@ -41,30 +41,11 @@ const kvc::lowrank::SVD& fitted(std::size_t rank) {
 // cleared and prefilled again (untimed). rank 0: no low-rank policy.
 template <class Cache>
 void decode(benchmark::State& state, Cache& cache, std::size_t context) {
-  const std::size_t limit = context + context / 16;
-  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
-  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
-  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
-  std::vector<float> out(q.size());
-  prefill_all(cache, keys, values);
-  auto position = static_cast<std::int32_t>(context);
-  for (auto _ : state) {
-    for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
-      cache.append(layer, position, k, v);
-      cache.attend(layer, q, out);
-    }
-    benchmark::DoNotOptimize(out.data());
-    if (static_cast<std::size_t>(++position) == limit) {
-      state.PauseTiming();
-      cache.clear();
-      prefill_all(cache, keys, values);
-      position = static_cast<std::int32_t>(context);
-      state.ResumeTiming();
-    }
-  }
+  DecodeData data(context);
+  prefill_all(cache, data.keys, data.values);
+  time_decode_steps(state, cache, data, context + context / 16);
   const std::size_t row = kvc::kernels::row_bytes(cache.key_format(), cache.key_dim()) +
                           kvc::kernels::row_bytes(cache.value_format(), cache.value_dim()) + sizeof(std::int32_t);
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["bytes/token"] = static_cast<double>(row * kShape.head_count());
 }
 

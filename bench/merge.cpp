@@ -51,24 +51,12 @@ void BM_DecodeEvict(benchmark::State& state) {
   // The steady state does not depend on the prompt length: prefill exactly the budget, so that
   // no (slow, untimed) D2O prompt compression precedes the timed steps.
   const std::size_t context = budget;
-  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
-  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
-  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
-  std::vector<float> out(q.size());
+  DecodeData data(context);
   with_cache(variant, {.dtype = kF16, .budget = budget}, [&](auto& cache) {
-    prefill_all(cache, keys, values);
-    auto position = static_cast<std::int32_t>(context);
-    for (auto _ : state) {
-      for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
-        cache.append(layer, position, k, v);
-        cache.attend(layer, q, out);
-      }
-      benchmark::DoNotOptimize(out.data());
-      ++position;
-    }
+    prefill_all(cache, data.keys, data.values);
+    time_decode_steps(state, cache, data);
     state.SetLabel(fmt::format("{} {}", variant_name(variant), kvc::kernels::isa_name(cache.isa())));
   });
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_DecodeEvict)
     ->ArgNames({"d2o", "budget"})

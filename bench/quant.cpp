@@ -71,30 +71,11 @@ void BM_DecodeStep(benchmark::State& state) {
   const auto key_bits = static_cast<unsigned>(state.range(0));
   const auto value_bits = static_cast<unsigned>(state.range(1));
   const auto context = static_cast<std::size_t>(state.range(2));
-  const std::size_t limit = context + context / 16;
-  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
-  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
-  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
-  std::vector<float> out(q.size());
-  with_cache(key_bits, value_bits, {.capacity = limit}, [&](auto& cache) {
-    prefill_all(cache, keys, values);
-    auto position = static_cast<std::int32_t>(context);
-    for (auto _ : state) {
-      for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
-        cache.append(layer, position, k, v);
-        cache.attend(layer, q, out);
-      }
-      benchmark::DoNotOptimize(out.data());
-      if (static_cast<std::size_t>(++position) == limit) {
-        state.PauseTiming();
-        cache.clear();
-        prefill_all(cache, keys, values);
-        position = static_cast<std::int32_t>(context);
-        state.ResumeTiming();
-      }
-    }
+  DecodeData data(context);
+  with_cache(key_bits, value_bits, {.capacity = context + context / 16}, [&](auto& cache) {
+    prefill_all(cache, data.keys, data.values);
+    time_decode_steps(state, cache, data, context + context / 16);
     state.SetLabel(fmt::format("{} {}", format_name(key_bits, value_bits), kvc::kernels::isa_name(cache.isa())));
-    state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
     state.counters["bytes/token"] = bytes_per_token(cache);
     state.counters["alloc_MiB"] = static_cast<double>(cache.memory_bytes()) / (1024.0 * 1024.0);
   });
@@ -109,19 +90,8 @@ void BM_Append(benchmark::State& state) {
   constexpr std::size_t tokens = 4096;
   const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
   with_cache(key_bits, value_bits, {.capacity = tokens}, [&](auto& cache) {
-    std::int32_t position = 0;
-    for (auto _ : state) {
-      if (static_cast<std::size_t>(position) == tokens) {
-        state.PauseTiming();
-        cache.clear();
-        position = 0;
-        state.ResumeTiming();
-      }
-      for (std::size_t layer = 0; layer < kShape.layers; ++layer) cache.append(layer, position, k, v);
-      ++position;
-    }
+    time_appends(state, cache, k, v, tokens);
     state.SetLabel(fmt::format("{} {}", format_name(key_bits, value_bits), kvc::kernels::isa_name(cache.isa())));
-    state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
     state.counters["bytes/token"] = bytes_per_token(cache);
   });
 }

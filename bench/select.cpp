@@ -52,28 +52,10 @@ void BM_DecodeFull(benchmark::State& state) {
   const auto context = static_cast<std::size_t>(state.range(0));
   const std::size_t limit = context + context / 16;
   kvc::KVCache<kvc::ContiguousLayout> cache(kShape, {.dtype = kF16, .capacity = limit});
-  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
-  prefill_all(cache, keys, values);
-  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
-  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
-  std::vector<float> out(q.size());
-  auto position = static_cast<std::int32_t>(context);
-  for (auto _ : state) {
-    for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
-      cache.append(layer, position, k, v);
-      cache.attend(layer, q, out);
-    }
-    benchmark::DoNotOptimize(out.data());
-    if (static_cast<std::size_t>(++position) == limit) {
-      state.PauseTiming();
-      cache.clear();
-      prefill_all(cache, keys, values);
-      position = static_cast<std::int32_t>(context);
-      state.ResumeTiming();
-    }
-  }
+  DecodeData data(context);
+  prefill_all(cache, data.keys, data.values);
+  time_decode_steps(state, cache, data, limit);
   state.SetLabel(label("none", cache.isa()));
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["tokens/head"] = static_cast<double>(cache.tokens()) / static_cast<double>(kShape.head_count());
 }
 BENCHMARK(BM_DecodeFull)->ArgName("context")->Arg(1024)->Arg(4096)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
@@ -87,23 +69,11 @@ void BM_DecodeEvict(benchmark::State& state) {
   const auto slack = static_cast<std::size_t>(state.range(2));
   kvc::KVCache<kvc::ContiguousLayout, Selection> cache(
       kShape, {.dtype = kF16, .budget = budget, .compress_slack = slack}, Selection{});
-  const auto keys = random_rows(context * kRow, 1), values = random_rows(context * kRow, 2);
-  prefill_all(cache, keys, values);
+  DecodeData data(context);
+  prefill_all(cache, data.keys, data.values);
   cache.compress();
-  const auto k = random_rows(kRow, 3), v = random_rows(kRow, 4);
-  const auto q = random_rows(kShape.query_heads * kShape.head_dim, 5);
-  std::vector<float> out(q.size());
-  auto position = static_cast<std::int32_t>(context);
-  for (auto _ : state) {
-    for (std::size_t layer = 0; layer < kShape.layers; ++layer) {
-      cache.append(layer, position, k, v);
-      cache.attend(layer, q, out);
-    }
-    benchmark::DoNotOptimize(out.data());
-    ++position;
-  }
+  time_decode_steps(state, cache, data);
   state.SetLabel(label(policy_name<Selection>(), cache.isa()));
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["tokens/head"] = static_cast<double>(cache.tokens()) / static_cast<double>(kShape.head_count());
 }
 void evict_args(benchmark::internal::Benchmark* b) {
