@@ -46,6 +46,20 @@
 
 namespace kvc::budget {
 
+namespace detail {
+// The conditions both pyramids share: the reference asserts budget - window > 0, and the top
+// layer's share (budget - window) / beta needs beta >= 1.
+inline void check_pyramid(const char* where, std::size_t beta, std::size_t window, const BudgetContext& c,
+                          std::size_t slots) {
+  if (beta == 0) fail(where, "beta must be >= 1 (the top layer keeps (budget - window) / beta tokens)");
+  if (c.average <= window)
+    fail(where, "the average budget {} must exceed the window {} (every layer keeps the window plus its share)",
+         c.average, window);
+  if (slots != c.shape.head_count())
+    fail(where, "{} budget slots for {} (layer, KV head) pairs", slots, c.shape.head_count());
+}
+}  // namespace detail
+
 struct PyramidKV {
   using family = kvc::family::budget;
 
@@ -56,12 +70,7 @@ struct PyramidKV {
 
   void allocate(const BudgetContext& c, std::span<std::size_t> budgets) const {
     constexpr const char* where = "kvc::budget::PyramidKV";
-    if (beta == 0) fail(where, "beta must be >= 1 (the top layer keeps (budget - window) / beta tokens)");
-    if (c.average <= window)
-      fail(where, "the average budget {} must exceed the window {} (every layer keeps the window plus its share)",
-           c.average, window);
-    if (budgets.size() != c.shape.head_count())
-      fail(where, "{} budget slots for {} (layer, KV head) pairs", budgets.size(), c.shape.head_count());
+    detail::check_pyramid(where, beta, window, c, budgets.size());
     const std::size_t layers = c.shape.layers;
     const std::size_t base = c.average - window;
     std::size_t min_num = base / beta;

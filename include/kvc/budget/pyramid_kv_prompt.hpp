@@ -30,6 +30,7 @@
 // beta >= 1. One layer: steps has no meaning (L - 1 = 0); that layer keeps max_num + w.
 //
 // Cost: O(layers * kv_heads) per call; no state.
+#include "kvc/budget/pyramid_kv.hpp"
 #include "kvc/concepts/budget.hpp"
 #include "kvc/concepts/family.hpp"
 #include "kvc/core/error.hpp"
@@ -47,13 +48,7 @@ struct PyramidKVPrompt {
   std::size_t window = 32;
 
   void allocate(const BudgetContext& c, std::span<std::size_t> budgets) const {
-    constexpr const char* where = "kvc::budget::PyramidKVPrompt";
-    if (beta == 0) fail(where, "beta must be >= 1 (the top layer keeps (budget - window) / beta tokens)");
-    if (c.average <= window)
-      fail(where, "the average budget {} must exceed the window {} (the reference asserts budget - window > 0)",
-           c.average, window);
-    if (budgets.size() != c.shape.head_count())
-      fail(where, "{} budget slots for {} (layer, KV head) pairs", budgets.size(), c.shape.head_count());
+    detail::check_pyramid("kvc::budget::PyramidKVPrompt", beta, window, c, budgets.size());
     const auto C = static_cast<std::int64_t>(c.average), w = static_cast<std::int64_t>(window);
     const auto n = static_cast<std::int64_t>(c.prompt);
     for (auto& b : budgets) b = c.average;
