@@ -1,9 +1,9 @@
 #include "bpe.hpp"
+#include "pair_merge.hpp"
 
 #include "kvc/core/error.hpp"
 
 #include <array>
-#include <queue>
 
 namespace kvc::engine {
 namespace {
@@ -85,42 +85,12 @@ BpeMerges::BpeMerges(const std::vector<std::string>& merges,
 }
 
 void BpeMerges::apply(std::vector<std::int32_t>& word) const {
-  if (word.size() < 2) return;
-  struct Symbol {
-    std::int32_t id;  // -1 once merged into its left neighbour
-    std::int32_t prev, next;
-  };
-  struct Candidate {
-    std::int32_t rank, left, right, left_id, right_id, merged;
-    // std::priority_queue pops the largest: make that the lowest rank, then the leftmost.
-    bool operator<(const Candidate& o) const noexcept { return rank != o.rank ? rank > o.rank : left > o.left; }
-  };
-  const auto n = std::int32_t(word.size());
-  std::vector<Symbol> symbols(word.size());
-  for (std::int32_t i = 0; i < n; ++i) symbols[std::size_t(i)] = {word[std::size_t(i)], i - 1, i + 1 < n ? i + 1 : -1};
-  std::priority_queue<Candidate> queue;
-  const auto consider = [&](std::int32_t left, std::int32_t right) {
-    if (left < 0 || right < 0) return;
-    const std::int32_t a = symbols[std::size_t(left)].id, b = symbols[std::size_t(right)].id;
-    if (const auto it = table_.find(key(a, b)); it != table_.end()) queue.push({it->second.rank, left, right, a, b, it->second.id});
-  };
-  for (std::int32_t i = 0; i + 1 < n; ++i) consider(i, i + 1);
-  while (!queue.empty()) {
-    const Candidate c = queue.top();
-    queue.pop();
-    Symbol& left = symbols[std::size_t(c.left)];
-    Symbol& right = symbols[std::size_t(c.right)];
-    // Stale when either side has merged since: symbols only grow, so an unchanged id is unchanged text.
-    if (left.id != c.left_id || right.id != c.right_id || left.next != c.right) continue;
-    left.id = c.merged;
-    left.next = right.next;
-    if (right.next >= 0) symbols[std::size_t(right.next)].prev = c.left;
-    right.id = -1;
-    consider(left.prev, c.left);
-    consider(c.left, left.next);
-  }
-  word.clear();
-  for (std::int32_t i = 0; i >= 0; i = symbols[std::size_t(i)].next) word.push_back(symbols[std::size_t(i)].id);
+  merge_pairs(word, [&](std::int32_t a, std::int32_t b, PairMerge& m) {
+    const auto it = table_.find(key(a, b));
+    if (it == table_.end()) return false;
+    m = {-double(it->second.rank), it->second.id};  // exact: ranks are int32
+    return true;
+  });
 }
 
 }  // namespace kvc::engine

@@ -1,13 +1,13 @@
 #include "kvc_engine/tokenizer.hpp"
 
 #include "bpe.hpp"
+#include "pair_merge.hpp"
 #include "kvc/core/error.hpp"
 #include "unicode.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <queue>
 
 namespace kvc::engine {
 namespace {
@@ -268,65 +268,31 @@ void Tokenizer::encode_fragment(std::string_view text, bool space_prefix, std::v
 }
 
 void Tokenizer::encode_scored(std::string_view text, std::vector<std::int32_t>& out) const {
-  struct Symbol {
-    std::int32_t id;  // -1 once merged into its left neighbour
-    std::int32_t prev, next;
-  };
-  std::vector<Symbol> symbols;
+  std::vector<std::int32_t> symbols;
   symbols.reserve(text.size());
-  const auto append = [&](std::int32_t id) {
-    const auto index = std::int32_t(symbols.size());
-    if (index > 0) symbols.back().next = index;
-    symbols.push_back({id, index - 1, -1});
-  };
   // Split into UTF-8 code points: a lead byte and its continuation bytes (at most 4 in all).
   for (std::size_t i = 0; i < text.size();) {
     std::size_t j = i + 1;
     while (j < text.size() && (static_cast<unsigned char>(text[j]) & 0xC0) == 0x80 && j - i < 4) ++j;
     const std::string_view point = text.substr(i, j - i);
     if (const std::int32_t id = lookup(point); id >= 0) {
-      append(id);
+      symbols.push_back(id);
     } else {
-      for (const char c : point) append(byte_ids_[static_cast<unsigned char>(c)]);
+      for (const char c : point) symbols.push_back(byte_ids_[static_cast<unsigned char>(c)]);
     }
     i = j;
   }
-  if (symbols.empty()) return;
-  // Merge the adjacent pair whose concatenation is the highest-scoring token, leftmost among equal
-  // scores (llama2.c's order), until no pair is a token. llama2.c rescans every pair after each
-  // merge (quadratic); a priority queue over the linked symbols gives the same merges in
-  // O(n log n), as llama.cpp's SentencePiece tokenizer does.
-  struct Candidate {
-    float score;
-    std::int32_t left, right, left_id, right_id, merged;
-    bool operator<(const Candidate& o) const noexcept { return score != o.score ? score < o.score : left > o.left; }
-  };
-  std::priority_queue<Candidate> queue;
+  // The pair whose concatenation is the highest-scoring token merges first (llama2.c's order).
   std::string merged;
-  const auto consider = [&](std::int32_t left, std::int32_t right) {
-    if (left < 0 || right < 0) return;
-    const std::int32_t a = symbols[std::size_t(left)].id, b = symbols[std::size_t(right)].id;
+  merge_pairs(symbols, [&](std::int32_t a, std::int32_t b, PairMerge& m) {
     merged = pieces_[std::size_t(a)];
     merged += pieces_[std::size_t(b)];
-    if (const std::int32_t id = lookup(merged); id >= 0) queue.push({scores_[std::size_t(id)], left, right, a, b, id});
-  };
-  for (std::int32_t i = 0; i + 1 < std::int32_t(symbols.size()); ++i) consider(i, i + 1);
-  while (!queue.empty()) {
-    const Candidate c = queue.top();
-    queue.pop();
-    Symbol& left = symbols[std::size_t(c.left)];
-    Symbol& right = symbols[std::size_t(c.right)];
-    // Stale when either side has merged since: a merge makes a longer piece, so an unchanged id
-    // is an unchanged symbol.
-    if (left.id != c.left_id || right.id != c.right_id || left.next != c.right) continue;
-    left.id = c.merged;
-    left.next = right.next;
-    if (right.next >= 0) symbols[std::size_t(right.next)].prev = c.left;
-    right.id = -1;
-    consider(left.prev, c.left);
-    consider(c.left, left.next);
-  }
-  for (std::int32_t i = 0; i >= 0; i = symbols[std::size_t(i)].next) out.push_back(symbols[std::size_t(i)].id);
+    const std::int32_t id = lookup(merged);
+    if (id < 0) return false;
+    m = {double(scores_[std::size_t(id)]), id};
+    return true;
+  });
+  out.insert(out.end(), symbols.begin(), symbols.end());
 }
 
 std::string Tokenizer::decode(std::int32_t previous, std::int32_t token) const {
