@@ -29,6 +29,7 @@
 #include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/head_ref.hpp"
+#include "kvc/select/rank.hpp"
 #include "kvc/core/error.hpp"
 
 #include <algorithm>
@@ -61,53 +62,18 @@ struct H2O {
     for (std::size_t i = 0; i < weights.size(); ++i) scores[i] += weights[i];
   }
 
-  // Linear time: the heavy-th largest score among the older tokens is found with nth_element
-  // over order-preserving integer keys, then one pass in storage order keeps the tokens above
-  // it and, of those equal to it, the most recent ones. (A heap of the heavy hitters, n log
-  // budget, took 60 us for a head of 1K tokens: half of a decode step at slack 0.)
+  // Linear time (keep_recent_and_largest, rank.hpp).
   std::size_t select(const HeadRef<H2O>& head, std::span<std::uint32_t> keep) const noexcept {
-    const std::size_t n = head.size();
-    const std::size_t budget = head.budget();
-    const std::size_t recent = recent_tokens(budget);
-    const std::size_t older = n > recent ? n - recent : 0;
-    const std::size_t heavy = std::min(budget - recent, older);
     const std::span<const float> scores = head.column();
-    const auto key = [&](std::size_t i) noexcept { return order_key(scores[i]); };
-    std::size_t held = 0;
-    if (heavy == older) {
-      for (std::size_t i = 0; i < older; ++i) keep[held++] = static_cast<std::uint32_t>(i);
-    } else if (heavy > 0) {
-      const std::span<std::uint32_t> k = head.scratch().first(older);
-      for (std::size_t i = 0; i < older; ++i) k[i] = key(i);
-      const auto nth = k.begin() + static_cast<std::ptrdiff_t>(older - heavy);
-      std::nth_element(k.begin(), nth, k.end());
-      const std::uint32_t threshold = *nth;
-      // nth_element left every key after nth >= the threshold: the ones above it are there.
-      const auto above = static_cast<std::size_t>(std::count_if(nth + 1, k.end(), [&](std::uint32_t x) { return x > threshold; }));
-      // Ties at the threshold go to the most recent: the first tied token kept is at `cut`.
-      std::size_t ties = heavy - above, cut = older;
-      while (ties > 0)
-        if (key(--cut) == threshold) --ties;
-      for (std::size_t i = 0; i < older; ++i) {
-        const std::uint32_t ki = key(i);
-        if (ki > threshold || (ki == threshold && i >= cut)) keep[held++] = static_cast<std::uint32_t>(i);
-      }
-    }
-    for (std::size_t i = older; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
-    return held;
+    return keep_recent_and_largest(
+        head.size(), head.budget(), recent_tokens(head.budget()),
+        [&](std::size_t i) noexcept { return order_key(scores[i]); }, head.scratch(), keep);
   }
 
   // Tokens kept by recency out of a budget: round(budget * recent_fraction), halves away from 0.
   [[nodiscard]] std::size_t recent_tokens(std::size_t budget) const noexcept {
     const auto r = static_cast<std::size_t>(std::llround(static_cast<double>(budget) * recent_fraction));
     return std::min(r, budget);
-  }
-
- private:
-  // Unsigned keys in the order of the floats (negative ones flipped whole, positive ones by sign).
-  static std::uint32_t order_key(float x) noexcept {
-    const auto u = std::bit_cast<std::uint32_t>(x);
-    return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
   }
 };
 

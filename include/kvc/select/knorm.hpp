@@ -26,6 +26,7 @@
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/core/head_ref.hpp"
+#include "kvc/select/rank.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -51,38 +52,13 @@ struct KNorm {
     head.column()[row] = std::sqrt(sum);
   }
 
-  // The `heavy` smallest norms among the older tokens: nth_element over the norms' bit patterns
-  // (non-negative floats order like their bits), then one pass in storage order keeps the ones
-  // below the threshold and, of those equal to it, the most recent.
+  // The smallest norms among the older tokens, ties to the more recent (rank.hpp), plus the window.
   std::size_t select(const HeadRef<KNorm>& head, std::span<std::uint32_t> keep) const noexcept {
-    const std::size_t n = head.size();
-    const std::size_t budget = head.budget();
-    const std::size_t recent = std::min(window, budget);
-    const std::size_t older = n > recent ? n - recent : 0;
-    const std::size_t heavy = std::min(budget - recent, older);
     const std::span<const float> norms = head.column();
-    const auto key = [&](std::size_t i) noexcept { return std::bit_cast<std::uint32_t>(norms[i]); };
-    std::size_t held = 0;
-    if (heavy == older) {
-      for (std::size_t i = 0; i < older; ++i) keep[held++] = static_cast<std::uint32_t>(i);
-    } else if (heavy > 0) {
-      const std::span<std::uint32_t> k = head.scratch().first(older);
-      for (std::size_t i = 0; i < older; ++i) k[i] = key(i);
-      const auto nth = k.begin() + static_cast<std::ptrdiff_t>(heavy - 1);
-      std::nth_element(k.begin(), nth, k.end());
-      const std::uint32_t threshold = *nth;
-      // Every key before nth is <= the threshold: the ones below it are there.
-      const auto below = static_cast<std::size_t>(std::count_if(k.begin(), nth, [&](std::uint32_t x) { return x < threshold; }));
-      std::size_t ties = heavy - below, cut = older;
-      while (ties > 0)
-        if (key(--cut) == threshold) --ties;
-      for (std::size_t i = 0; i < older; ++i) {
-        const std::uint32_t ki = key(i);
-        if (ki < threshold || (ki == threshold && i >= cut)) keep[held++] = static_cast<std::uint32_t>(i);
-      }
-    }
-    for (std::size_t i = older; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
-    return held;
+    // Non-negative floats order like their bits; the complement ranks the smallest first.
+    return keep_recent_and_largest(
+        head.size(), head.budget(), window, [&](std::size_t i) noexcept { return ~std::bit_cast<std::uint32_t>(norms[i]); },
+        head.scratch(), keep);
   }
 };
 

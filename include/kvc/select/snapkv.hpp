@@ -33,6 +33,7 @@
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/core/head_ref.hpp"
+#include "kvc/select/rank.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -83,34 +84,14 @@ struct SnapKV {
 
   std::size_t select(const HeadRef<SnapKV>& head, std::span<std::uint32_t> keep) const noexcept {
     const std::size_t n = head.size();
-    const std::size_t recent = std::min(window, head.budget());
-    const std::size_t prefix = n - recent;
-    const std::size_t heavy = std::min(head.budget() - recent, prefix);
-    std::size_t held = 0;
-    if (heavy == prefix) {
-      for (std::size_t i = 0; i < prefix; ++i) keep[held++] = static_cast<std::uint32_t>(i);
-    } else if (heavy > 0) {
-      // The column is pooled in place (it is not used after the prompt's compression), then
-      // ranked through order-preserving keys: non-negative floats order like their bits.
-      const std::span<float> scores = head.column().first(prefix);
-      pool(scores);
-      const auto key = [&](std::size_t i) noexcept { return std::bit_cast<std::uint32_t>(scores[i]); };
-      const std::span<std::uint32_t> k = head.scratch().first(prefix);
-      for (std::size_t i = 0; i < prefix; ++i) k[i] = key(i);
-      const auto nth = k.begin() + static_cast<std::ptrdiff_t>(prefix - heavy);
-      std::nth_element(k.begin(), nth, k.end());
-      const std::uint32_t threshold = *nth;
-      const auto above = static_cast<std::size_t>(std::count_if(nth + 1, k.end(), [&](std::uint32_t x) { return x > threshold; }));
-      std::size_t ties = heavy - above, cut = prefix;
-      while (ties > 0)
-        if (key(--cut) == threshold) --ties;
-      for (std::size_t i = 0; i < prefix; ++i) {
-        const std::uint32_t ki = key(i);
-        if (ki > threshold || (ki == threshold && i >= cut)) keep[held++] = static_cast<std::uint32_t>(i);
-      }
-    }
-    for (std::size_t i = prefix; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
-    return held;
+    const RecentSplit s = split_recent(n, head.budget(), window);
+    // The column is pooled in place (it is not used after the prompt's compression) when it is
+    // ranked at all; non-negative floats order like their bits.
+    const std::span<float> scores = head.column().first(s.older);
+    if (s.heavy > 0 && s.heavy < s.older) pool(scores);
+    return keep_recent_and_largest(
+        n, head.budget(), window, [&](std::size_t i) noexcept { return std::bit_cast<std::uint32_t>(scores[i]); },
+        head.scratch(), keep);
   }
 
   // What select() ranks by, for head-wise budgets (AdaKV): the pooled prefix scores, and the

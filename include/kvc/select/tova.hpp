@@ -30,6 +30,7 @@
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/core/head_ref.hpp"
+#include "kvc/select/rank.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -50,26 +51,11 @@ struct TOVA {
   }
 
   std::size_t select(const HeadRef<TOVA>& head, std::span<std::uint32_t> keep) const noexcept {
-    const std::size_t n = head.size();
-    const std::size_t budget = std::min(head.budget(), n);
     const std::span<const float> scores = head.column();
     // Weights are >= 0: their bit patterns order like the values.
-    const auto key = [&](std::size_t i) noexcept { return std::bit_cast<std::uint32_t>(scores[i]); };
-    const std::span<std::uint32_t> k = head.scratch().first(n);
-    for (std::size_t i = 0; i < n; ++i) k[i] = key(i);
-    const auto nth = k.begin() + static_cast<std::ptrdiff_t>(n - budget);
-    std::nth_element(k.begin(), nth, k.end());
-    const std::uint32_t threshold = *nth;
-    const auto above = static_cast<std::size_t>(std::count_if(nth + 1, k.end(), [&](std::uint32_t x) { return x > threshold; }));
-    std::size_t ties = budget - above, cut = n;
-    while (ties > 0)
-      if (key(--cut) == threshold) --ties;
-    std::size_t held = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uint32_t ki = key(i);
-      if (ki > threshold || (ki == threshold && i >= cut)) keep[held++] = static_cast<std::uint32_t>(i);
-    }
-    return held;
+    return keep_largest(
+        head.size(), head.budget(), [&](std::size_t i) noexcept { return std::bit_cast<std::uint32_t>(scores[i]); },
+        head.scratch(), keep.data());
   }
 };
 
