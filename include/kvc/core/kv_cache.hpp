@@ -265,6 +265,42 @@ class KVCache {
     }
   }
 
+  // Removes the tokens at positions first..last (inclusive) from every head of every layer:
+  // speculative decoding's rollback is remove(p), which drops position p and every later one so
+  // that p can be appended again. The survivors keep their order, rows and positions; each
+  // policy's column is compacted with them and its on_compact hook sees the kept tokens, exactly
+  // as after an eviction (what that means per policy: docs/architecture.md, "Removal and
+  // rollback"). A layer whose prompt is not yet compressed forgets the queries it kept for the
+  // observation window (they may belong to removed tokens): attend the prompt's last queries again
+  // before compress_prompt(). Returns how many tokens were removed over all heads. Throws
+  // kvc::Error when first > last or the cache was moved from; allocates one list of the largest
+  // head's size before touching anything (not a hot path).
+  std::size_t remove(std::int32_t first, std::int32_t last = std::numeric_limits<std::int32_t>::max()) {
+    if (moved_from()) fail("KVCache::remove", "the cache was moved from");
+    if (first > last) fail("KVCache::remove", "first position {} is after the last {}", first, last);
+    std::size_t most = 0;
+    for (std::size_t i = 0; i < positions_.size(); ++i) most = std::max(most, head_size(i));
+    std::vector<std::uint32_t> kept(most);
+    std::size_t removed = 0;
+    for (std::size_t layer = 0; layer < shape_.layers; ++layer) {
+      std::size_t from_layer = 0;
+      for (std::size_t h = 0; h < shape_.kv_heads; ++h) {
+        const std::size_t i = index(layer, h);
+        const auto& pos = positions_[i];
+        std::size_t held = 0;
+        for (std::size_t t = 0; t < pos.size(); ++t)
+          if (pos[t] < first || pos[t] > last) kept[held++] = static_cast<std::uint32_t>(t);
+        if (held == pos.size()) continue;
+        from_layer += pos.size() - held;
+        HeadView rows = head_view(layer, h, i);
+        compact(layer, h, i, std::span<const std::uint32_t>(kept.data(), held), rows);
+      }
+      if (from_layer > 0 && !prompt_done_[layer]) window_count_[layer] = 0;
+      removed += from_layer;
+    }
+    return removed;
+  }
+
   // Forgets every token and every policy's per-sequence state; keeps reserved memory.
   void clear() noexcept {
     std::fill(window_count_.begin(), window_count_.end(), std::size_t{0});
@@ -769,23 +805,7 @@ class KVCache {
       merging().merge(ref<detail::family_index<family::merging, Policy...>()>(layer, h, i, &rows), kept_span,
                       std::span<const std::uint32_t>(evicted_.data(), e));
     }
-    for_each_policy([&](auto& p, auto slot) {
-      if constexpr (CompactHook<policy_at<slot>>) p.on_compact(ref<slot>(layer, h, i, &rows), kept_span);
-    });
-    const std::size_t key_bytes = kernels::row_bytes(key_format_, key_dim_);
-    const std::size_t value_bytes = kernels::row_bytes(value_format_, value_dim_);
-    for (std::size_t j = 0; j < kept; ++j) {
-      if (keep[j] == j) continue;
-      std::memcpy(s.key(j), s.key(keep[j]), key_bytes);
-      std::memcpy(s.value(j), s.value(keep[j]), value_bytes);
-      pos[j] = pos[keep[j]];
-    }
-    for_each_column(i, [&](auto& c) {
-      for (std::size_t j = 0; j < kept; ++j) c[j] = c[keep[j]];
-      c.resize(kept);
-    });
-    s.resize(kept);
-    pos.resize(kept);
+    compact(layer, h, i, kept_span, rows);
     // Give memory back once; a head at its steady state keeps its reservation and never reallocates.
     // Best effort: compression runs inside attend (noexcept), and a head that cannot get a
     // smaller buffer keeps its larger one.
@@ -805,6 +825,33 @@ class KVCache {
     } catch (const std::bad_alloc&) {
     }
   }
+
+  // Head i keeps only `kept` (ascending): the policies' on_compact hooks, then rows, positions and
+  // every column gathered and shortened. Shrinking never allocates.
+  void compact(std::size_t layer, std::size_t h, std::size_t i, std::span<const std::uint32_t> kept,
+               HeadView& rows) noexcept {
+    auto& s = stores_[i];
+    auto& pos = positions_[i];
+    for_each_policy([&](auto& p, auto slot) {
+      if constexpr (CompactHook<policy_at<slot>>) p.on_compact(ref<slot>(layer, h, i, &rows), kept);
+    });
+    const std::size_t key_bytes = kernels::row_bytes(key_format_, key_dim_);
+    const std::size_t value_bytes = kernels::row_bytes(value_format_, value_dim_);
+    const std::size_t n = kept.size();
+    for (std::size_t j = 0; j < n; ++j) {
+      if (kept[j] == j) continue;
+      std::memcpy(s.key(j), s.key(kept[j]), key_bytes);
+      std::memcpy(s.value(j), s.value(kept[j]), value_bytes);
+      pos[j] = pos[kept[j]];
+    }
+    for_each_column(i, [&](auto& c) {
+      for (std::size_t j = 0; j < n; ++j) c[j] = c[kept[j]];
+      c.resize(n);
+    });
+    s.resize(n);
+    pos.resize(n);
+  }
+
 
   // A budget that evicts nothing: what a head keeps before a budget_ratio is applied.
   static constexpr std::size_t unbounded_budget() noexcept {
