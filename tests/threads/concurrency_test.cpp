@@ -27,12 +27,12 @@ float value(std::uint32_t seq, std::uint32_t t, std::uint32_t i) {
 
 using Cache = KVCache<PagedLayout, select::H2O, quant::PerToken>;
 
-// Decodes `steps` tokens of sequence `seq` and returns every attention output.
-std::vector<float> decode(Cache& cache, std::uint32_t seq) {
+// Decodes `count` tokens of sequence `seq` from position `first` and returns every attention output.
+std::vector<float> decode(Cache& cache, std::uint32_t seq, std::int32_t first = 0, std::int32_t count = steps) {
   const std::size_t kv = shape.kv_heads * shape.head_dim, qs = shape.query_heads * shape.head_dim;
   std::vector<float> k(kv), v(kv), q(qs), out(qs), all;
-  all.reserve(std::size_t(steps) * shape.layers * qs);
-  for (std::int32_t t = 0; t < steps; ++t)
+  all.reserve(std::size_t(count) * shape.layers * qs);
+  for (std::int32_t t = first; t < first + count; ++t)
     for (std::size_t l = 0; l < shape.layers; ++l) {
       for (std::size_t i = 0; i < kv; ++i)
         k[i] = value(seq, std::uint32_t(t), std::uint32_t(i)), v[i] = value(seq + 7, std::uint32_t(t), std::uint32_t(i));
@@ -107,6 +107,30 @@ TEST(Concurrency, FirstUseOfTheKernelTableFromManyThreads) {
     for (std::size_t i = 0; i < seen.size(); ++i) threads.emplace_back([&, i] { seen[i] = &kernels::active(); });
   }
   for (const auto* t : seen) EXPECT_EQ(t, seen.front());
+}
+
+TEST(Concurrency, ForksSharingAPrefixDecodeOnThreadsAsSequentialRuns) {
+  // Sequence s: the shared prefix (stream 0, positions 0..99), then its own stream s from 100.
+  constexpr std::int32_t prefix = 100;
+  std::vector<std::vector<float>> expected;
+  for (std::uint32_t s = 1; s <= 3; ++s) {
+    auto fresh = make_caches(1);
+    decode(*fresh[0], 0, 0, prefix);
+    expected.push_back(decode(*fresh[0], s, prefix, prefix));
+  }
+  auto base = make_caches(1);
+  decode(*base[0], 0, 0, prefix);
+  Cache fork1 = base[0]->fork(), fork2 = base[0]->fork();
+  std::vector<float> got1, got2, got3;
+  {
+    // Each fork un-shares the blocks it writes while the others read or release them.
+    std::jthread a([&] { got1 = decode(fork1, 1, prefix, prefix); });
+    std::jthread b([&] { got2 = decode(fork2, 2, prefix, prefix); });
+    std::jthread c([&] { got3 = decode(*base[0], 3, prefix, prefix); });
+  }
+  EXPECT_EQ(got1, expected[0]);
+  EXPECT_EQ(got2, expected[1]);
+  EXPECT_EQ(got3, expected[2]);
 }
 
 }  // namespace

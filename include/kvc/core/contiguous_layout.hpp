@@ -21,6 +21,22 @@ struct ContiguousLayout {
   class store {
    public:
     store(RowGeometry geometry, config&) : geometry_(geometry) {}
+    store(store&&) noexcept = default;
+    store& operator=(store&&) noexcept = default;
+    // A fork copies the rows (and keeps the capacity, so the copy appends without reallocating):
+    // prefix sharing needs the paged layout.
+    store(const store& other)
+        : geometry_(other.geometry_),
+          keys_(other.capacity_ * other.geometry_.key_bytes),
+          values_(other.capacity_ * other.geometry_.value_bytes),
+          size_(other.size_),
+          capacity_(other.capacity_) {
+      if (size_ > 0) {
+        std::memcpy(keys_.data(), other.keys_.data(), size_ * geometry_.key_bytes);
+        std::memcpy(values_.data(), other.values_.data(), size_ * geometry_.value_bytes);
+      }
+    }
+    store& operator=(const store&) = delete;
 
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
@@ -39,6 +55,8 @@ struct ContiguousLayout {
     void reserve(std::size_t n) {
       if (n > capacity_) reallocate(n);
     }
+    // Rows are never shared: nothing to copy before a write.
+    static constexpr void make_writable(std::size_t) noexcept {}
     // Gives memory back after compression: keeps room for `n` rows (at least size()).
     void fit(std::size_t n) {
       n = std::max(n, size_);

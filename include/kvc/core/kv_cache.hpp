@@ -109,7 +109,7 @@ class KVCache {
     }
   }
 
-  KVCache(const KVCache&) = delete;
+  // Copies are explicit (fork()): an accidental copy of a whole cache is a bug in an engine.
   KVCache& operator=(const KVCache&) = delete;
   KVCache(KVCache&&) noexcept = default;
   KVCache& operator=(KVCache&&) noexcept = default;
@@ -265,6 +265,21 @@ class KVCache {
     }
   }
 
+  // A second sequence that starts as this one: the same tokens, budgets, policies' columns and
+  // states, and window queries; from then on the two are independent (beam search, parallel
+  // sampling, a shared system prompt). With the paged layout the two share every block until
+  // either writes it (an append into a shared last block, a compression or removal that moves
+  // rows, a merge): the writer copies the blocks it touches first, so N forks of a prompt hold
+  // its blocks once (BlockPool::blocks_in_use counts them once; each cache's memory_bytes()
+  // counts every block it references). The contiguous layout copies the rows. Throws
+  // kvc::Error when the cache was moved from, std::bad_alloc when memory runs out. The source
+  // must not be used by another thread during the call; the two caches may then be used by
+  // different threads (the pool's counts are atomic).
+  [[nodiscard]] KVCache fork() const {
+    if (moved_from()) fail("KVCache::fork", "the cache was moved from");
+    return KVCache(*this);
+  }
+
   // Removes the tokens at positions first..last (inclusive) from every head of every layer:
   // speculative decoding's rollback is remove(p), which drops position p and every later one so
   // that p can be appended again. The survivors keep their order, rows and positions; each
@@ -281,6 +296,18 @@ class KVCache {
     std::size_t most = 0;
     for (std::size_t i = 0; i < positions_.size(); ++i) most = std::max(most, head_size(i));
     std::vector<std::uint32_t> kept(most);
+    // First every forked head copies the shared blocks compaction will write (from its first
+    // removed token), so running out of memory leaves the cache as it was.
+    try {
+      for (std::size_t i = 0; i < positions_.size(); ++i) {
+        const auto& pos = positions_[i];
+        std::size_t t = 0;
+        while (t < pos.size() && (pos[t] < first || pos[t] > last)) ++t;
+        if (t < pos.size()) stores_[i].make_writable(t);
+      }
+    } catch (const std::bad_alloc&) {
+      fail("KVCache::remove", "out of memory copying blocks shared with a fork");
+    }
     std::size_t removed = 0;
     for (std::size_t layer = 0; layer < shape_.layers; ++layer) {
       std::size_t from_layer = 0;
@@ -464,6 +491,7 @@ class KVCache {
     return 0;
   }
 
+  KVCache(const KVCache&) = default;  // fork()
   [[nodiscard]] bool moved_from() const noexcept { return stores_.empty(); }
   [[nodiscard]] std::size_t checked_index(const char* where, std::size_t layer, std::size_t kv_head) const {
     if (moved_from()) fail(where, "the cache was moved from");
@@ -635,6 +663,7 @@ class KVCache {
         make_room(pos);
         for_each_column(i, make_room);
         stores_[i].resize(total);
+        stores_[i].make_writable(total - count);  // a fork's shared last block is copied before rows land in it
         // Within the reservations: cannot fail. New column entries are value-initialized.
         pos.resize(total);
         for_each_column(i, [&](auto& c) { c.resize(total); });
@@ -794,6 +823,17 @@ class KVCache {
       KVC_CONTRACT(keep[j] < n && (j == 0 || keep[j] > keep[j - 1]),
                    "selection policy returned indices that are not ascending and in range");
     const std::span<const std::uint32_t> kept_span(keep.data(), kept);
+    // A forked head copies the shared blocks that compaction (from the first token that moves) or
+    // merging (any kept row) will write. Without memory for them the head stays over its budget
+    // until a later compression: this runs inside attend, which cannot fail.
+    std::size_t first_moved = 0;
+    if constexpr (!has_merging)
+      while (first_moved < kept && keep[first_moved] == first_moved) ++first_moved;
+    try {
+      s.make_writable(first_moved);
+    } catch (const std::bad_alloc&) {
+      return;
+    }
     if constexpr (has_merging) {
       std::size_t e = 0;
       for (std::size_t t = 0, j = 0; t < n; ++t) {

@@ -1,13 +1,16 @@
 #pragma once
 // PagedLayout: each (layer, KV head) holds a block table into a shared BlockPool. A block holds
 // `block_tokens` key rows followed by as many value rows. A head only holds the blocks its
-// tokens need: compression returns the surplus blocks to the pool at once.
+// tokens need: compression returns the surplus blocks to the pool at once. A copied head (a
+// forked cache) shares every block with its original until either writes it: make_writable()
+// copies the shared blocks a write is about to touch (copy on write, vLLM's prefix sharing).
 #include "kvc/core/block_pool.hpp"
 #include "kvc/core/checked.hpp"
 #include "kvc/core/row_geometry.hpp"
 #include "kvc/kernels/table.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -44,8 +47,13 @@ struct PagedLayout {
           pool_(other.pool_),
           blocks_(std::exchange(other.blocks_, {})),
           size_(std::exchange(other.size_, 0)) {}
+    // A fork: the same blocks, each held once more.
+    store(const store& other)
+        : geometry_(other.geometry_), block_tokens_(other.block_tokens_), pool_(other.pool_), blocks_(other.blocks_),
+          size_(other.size_) {
+      for (std::byte* block : blocks_) pool_->share(block);
+    }
     store& operator=(store&&) = delete;
-    store(const store&) = delete;
     store& operator=(const store&) = delete;
     ~store() {
       for (std::byte* block : blocks_) pool_->release(block);
@@ -77,6 +85,19 @@ struct PagedLayout {
       size_ = n;
     }
     void reserve(std::size_t n) { blocks_.reserve((n + block_tokens_ - 1) / block_tokens_); }
+    // Before rows first.. are written: every block from the one holding row `first` that another
+    // holder shares is replaced by a private copy. Throws std::bad_alloc if the pool cannot give a
+    // block; the blocks replaced so far hold the same bytes, so the head is unchanged.
+    void make_writable(std::size_t first) {
+      const std::size_t block_bytes = pool_->block_bytes();
+      for (std::size_t b = first / block_tokens_; b < blocks_.size(); ++b) {
+        if (!pool_->shared(blocks_[b])) continue;
+        std::byte* copy = pool_->acquire();
+        std::memcpy(copy, blocks_[b], block_bytes);
+        pool_->release(blocks_[b]);
+        blocks_[b] = copy;
+      }
+    }
     // Blocks are already returned by resize; only the block table can shrink.
     void fit(std::size_t n) {
       if (blocks_.capacity() > 2 * ((n + block_tokens_ - 1) / block_tokens_) + 1) blocks_.shrink_to_fit();
