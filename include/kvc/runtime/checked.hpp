@@ -8,7 +8,9 @@
 // every precondition of append and attend that a caller can break and throw kvc::Error naming
 // the argument and its value instead. After a check passes, the call cannot trip a contract on
 // its arguments; the contracts left are the library's own invariants (a policy keeping more
-// tokens than its budget), which no input can break. The C API (kvc.h) checks every call so.
+// tokens than its budget), which no input can break, and, for a cache built by hand around an
+// unfitted low-rank policy, its calibration (make_cache fits low-rank bases when it builds the
+// cache). The C API (kvc.h) checks every call so.
 #include "kvc/runtime/any_cache.hpp"
 
 #include <cstdint>
