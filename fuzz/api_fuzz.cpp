@@ -5,9 +5,9 @@
 // its budget after compress(), memory accounted). Misuse the API rejects (a prefill whose
 // positions do not follow) must be a kvc::Error, never a crash.
 #include "kvc/core/error.hpp"
+#include "kvc/runtime/registry.hpp"
+#include "kvc/runtime/stack_spec.hpp"
 #include "kvc_engine/plain_cache.hpp"
-#include "kvc_engine/registry.hpp"
-#include "kvc_engine/stack_spec.hpp"
 
 #include <algorithm>
 #include <array>
@@ -50,9 +50,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view stack = stacks[in.pick(stacks.size())];
   const bool exact = stack == "full";
   constexpr std::size_t context = 256;
-  std::unique_ptr<engine::AnyCache> cache;
+  std::unique_ptr<runtime::AnyCache> cache;
   try {
-    cache = engine::make_cache(engine::parse_stack(stack), shape, context, nullptr);
+    cache = runtime::make_cache(runtime::parse_stack(stack), shape, context, nullptr);
   } catch (const Error&) {
     return 0;  // a stack this shape cannot hold (the stack-string fuzzer covers configuration)
   }

@@ -162,3 +162,15 @@ def tiny_llama(embedding_kind, projection_kind):
 
 write("gguf", "tiny_llama_f32", tiny_llama(GGML_F32, GGML_F32))
 write("gguf", "tiny_llama_q8_0_q4_1", tiny_llama(GGML_Q8_0, GGML_Q4_1))
+
+
+# The C API fuzzer: a length byte and the stack text, the shape's bytes (2 layers, 4 query heads,
+# 2 KV heads, head_dim 16), the options' two bytes, then a random program of calls.
+def c_api(stack):
+    text = stack.encode()
+    return bytes([len(text)]) + text + bytes([2, 4, 2, 2, 1, 1]) + bytes(rng.randrange(256) for _ in range(400))
+
+
+for i, stack in enumerate(["full", "h2o:budget=8+int4:group=8", "streaming:sinks=2,recent=6", "snapkv:budget=8,window=2",
+                           "pyramid:budget=12+knorm+d2o", "f16"]):
+    write("c_api", f"c{i:02}", c_api(stack))

@@ -2,6 +2,7 @@
 
 #include "kvc/core/error.hpp"
 #include "kvc/data/capture.hpp"
+#include "kvc/runtime/registry.hpp"
 #include "kvc_engine/capture.hpp"
 #include "kvc_engine/corpus.hpp"
 #include "kvc_engine/fidelity.hpp"
@@ -9,9 +10,8 @@
 #include "kvc_engine/passkey_report.hpp"
 #include "kvc_engine/paths.hpp"
 #include "kvc_engine/protocols.hpp"
-#include "kvc_engine/registry.hpp"
-#include "kvc_engine/tokenizer_gguf.hpp"
 #include "kvc_engine/report.hpp"
+#include "kvc_engine/tokenizer_gguf.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -126,21 +126,21 @@ auto progress_printer(std::ostream& err, bool quiet, std::string unit) {
   };
 }
 
-bool needs_calibration(const std::vector<StackSpec>& specs) {
-  for (const StackSpec& spec : specs)
-    for (const SpecComponent& c : spec.components)
-      for (const ComponentInfo& info : registered_components())
+bool needs_calibration(const std::vector<runtime::StackSpec>& specs) {
+  for (const runtime::StackSpec& spec : specs)
+    for (const runtime::SpecComponent& c : spec.components)
+      for (const runtime::ComponentInfo& info : runtime::registered_components())
         if (info.name == c.name && info.family == "lowrank") return true;
   return false;
 }
 
 // Checks every stack at every context it will run at (shares resolved), before any work.
-std::vector<StackSpec> check_stacks(const std::vector<std::string>& stacks, const std::vector<std::size_t>& contexts) {
-  std::vector<StackSpec> specs;
+std::vector<runtime::StackSpec> check_stacks(const std::vector<std::string>& stacks, const std::vector<std::size_t>& contexts) {
+  std::vector<runtime::StackSpec> specs;
   for (const std::size_t c : contexts)
     for (const std::string& s : stacks) {
-      specs.push_back(parse_stack(resolve_context_shares(s, c)));
-      check_stack(specs.back());
+      specs.push_back(runtime::parse_stack(resolve_context_shares(s, c)));
+      runtime::check_stack(specs.back());
     }
   return specs;
 }
@@ -193,7 +193,7 @@ std::vector<std::filesystem::path> text_paths(const Args& a) {
 int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, std::string note, std::ostream& out,
                std::ostream& err) {
   const std::vector<std::size_t> window_context{a.window_tokens};
-  std::vector<StackSpec> specs = check_stacks(a.stacks, window_context);
+  std::vector<runtime::StackSpec> specs = check_stacks(a.stacks, window_context);
   Windows corpus = make_windows(encode_corpus(tokenizer, read_texts(text_paths(a))),
                                 a.window_tokens, a.windows, tokenizer.bos_id());
   if (a.windows == default_windows && note == "default panel")
@@ -226,10 +226,10 @@ int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, st
   if (needs_calibration(specs))
     calibration = capture_window(model, corpus[corpus.available() - 1].first(
                                             std::min(a.window_tokens, max_calibration_tokens)));
-  std::vector<std::unique_ptr<AnyCache>> caches;
+  std::vector<std::unique_ptr<runtime::AnyCache>> caches;
   const Shape shape = model.config().attention_shape();
-  for (const StackSpec& spec : specs)
-    caches.push_back(make_cache(spec, shape, a.window_tokens + 1, calibration ? &*calibration : nullptr));
+  for (const runtime::StackSpec& spec : specs)
+    caches.push_back(runtime::make_cache(spec, shape, a.window_tokens + 1, calibration ? &*calibration : nullptr));
   const FidelityReport report =
       evaluate(model, corpus, std::move(caches), a.stacks, progress_printer(err, a.quiet, "window"), a.threads);
   const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")),
@@ -253,7 +253,7 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
     if (c < 2 || c + a.score_tokens > seq_len)
       fail("kvc-eval", "--context {} with --score-tokens {} needs {} positions; the model has {} (C >= 2, C + N <= {})",
            c, a.score_tokens, c + a.score_tokens, seq_len, seq_len);
-  const std::vector<StackSpec> all_specs = check_stacks(a.stacks, contexts);
+  const std::vector<runtime::StackSpec> all_specs = check_stacks(a.stacks, contexts);
   const std::vector<std::int32_t> tokens = encode_corpus(tokenizer, read_texts(text_paths(a)));
   const std::size_t windows = a.windows_given ? a.windows : default_context_windows;
   out << fmt::format("kvc-eval context protocol: {} stacks, contexts {}, {} scored tokens each, up to {} windows ({})\n",
@@ -265,14 +265,14 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
     const std::size_t c = contexts[ci];
     Windows corpus = make_windows(tokens, c + a.score_tokens, windows, tokenizer.bos_id());
     available = corpus.available();
-    const std::span<const StackSpec> specs(all_specs.data() + ci * a.stacks.size(), a.stacks.size());
+    const std::span<const runtime::StackSpec> specs(all_specs.data() + ci * a.stacks.size(), a.stacks.size());
     std::optional<data::KvCapture> calibration;
     if (needs_calibration({specs.begin(), specs.end()}))
       calibration = capture_window(
           model, corpus[corpus.available() - 1].first(std::min(c + a.score_tokens, long_calibration_tokens)));
-    std::vector<std::unique_ptr<AnyCache>> caches;
-    for (const StackSpec& spec : specs)
-      caches.push_back(make_cache(spec, model.config().attention_shape(), c + a.score_tokens + 1,
+    std::vector<std::unique_ptr<runtime::AnyCache>> caches;
+    for (const runtime::StackSpec& spec : specs)
+      caches.push_back(runtime::make_cache(spec, model.config().attention_shape(), c + a.score_tokens + 1,
                                   calibration ? &*calibration : nullptr));
     reports.push_back(evaluate(model, corpus, std::move(caches), a.stacks,
                                progress_printer(err, a.quiet, fmt::format("C={} window", c)), a.threads, c));
@@ -298,7 +298,7 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
   if (a.trials == 0) fail("kvc-eval", "--trials must be at least 1");
   plan.trials = a.trials;
   plan.seed = a.seed;
-  const std::vector<StackSpec> all_specs = check_stacks(a.stacks, plan.contexts);
+  const std::vector<runtime::StackSpec> all_specs = check_stacks(a.stacks, plan.contexts);
   const std::vector<std::int32_t> filler = encode_corpus(tokenizer, read_texts(text_paths(a)));
   out << fmt::format("kvc-eval passkey protocol: exact cache + {} stacks, contexts {}, depths {}%, {} keys (seed {}) "
                      "({})\n",
@@ -309,7 +309,7 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
     calibration = capture_window(model, std::span(filler).first(std::min(
                                             {filler.size(), seq_len, long_calibration_tokens})));
   const CacheFactory make = [&](std::size_t i, std::size_t context) {
-    return make_cache(parse_stack(resolve_context_shares(a.stacks[i], context)), model.config().attention_shape(),
+    return runtime::make_cache(runtime::parse_stack(resolve_context_shares(a.stacks[i], context)), model.config().attention_shape(),
                       context + passkey_max_new_tokens, calibration ? &*calibration : nullptr);
   };
   const PasskeyReport report = run_passkey(model, tokenizer, filler, plan, a.stacks, make,
@@ -390,7 +390,7 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
       ->capture_default_str()
       ->check(whole_number);
   app.add_flag("--quiet,-q", a.quiet, "no progress on stderr");
-  app.footer("Stack components:\n" + describe_components() + "\nModel files come from $KVC_MODELS_DIR, else " +
+  app.footer("Stack components:\n" + runtime::describe_components() + "\nModel files come from $KVC_MODELS_DIR, else " +
              dir.string() + ".");
   try {
     app.parse(argc, argv);
@@ -401,7 +401,7 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
 
   return report_failures(err, [&] {
     if (a.list) {
-      out << "Stack components (join with '+', parameters as name:key=value,key=value):\n" << describe_components();
+      out << "Stack components (join with '+', parameters as name:key=value,key=value):\n" << runtime::describe_components();
       return 0;
     }
     if (a.threads == 0) fail("kvc-eval", "--threads must be at least 1");
@@ -415,7 +415,7 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
       note = "default panel";
     }
     // Spell errors and unknown components fail before the model is loaded.
-    for (const std::string& s : a.stacks) check_stack(parse_stack(resolve_context_shares(s, 1024)));
+    for (const std::string& s : a.stacks) runtime::check_stack(runtime::parse_stack(resolve_context_shares(s, 1024)));
     resolve_model(a, dir);
     const bool gguf = a.tokenizer_path.empty();
     std::optional<GgufFile> file;

@@ -46,10 +46,10 @@ void prefill_context(Transformer& transformer, Cache& cache, std::span<const std
 }  // namespace
 
 struct FidelityRun::Stack {
-  Stack(const Model& model, std::unique_ptr<AnyCache> c, std::string l)
+  Stack(const Model& model, std::unique_ptr<runtime::AnyCache> c, std::string l)
       : transformer(model), cache(std::move(c)), label(std::move(l)) {}
   Transformer transformer;
-  std::unique_ptr<AnyCache> cache;
+  std::unique_ptr<runtime::AnyCache> cache;
   std::string label;
   // Accumulators.
   double nll = 0, kl = 0, kept_mass = 0, bytes_per_token = 0, ratio = 0, kept_fraction = 0, seconds = 0;
@@ -59,7 +59,7 @@ struct FidelityRun::Stack {
   std::vector<std::vector<std::int32_t>> previous;
 };
 
-FidelityRun::FidelityRun(const Model& model, std::vector<std::unique_ptr<AnyCache>> caches,
+FidelityRun::FidelityRun(const Model& model, std::vector<std::unique_ptr<runtime::AnyCache>> caches,
                          std::vector<std::string> labels, std::size_t context)
     : model_(&model), reference_model_(model), reference_(model.config().attention_shape()), context_(context) {
   if (caches.size() != labels.size())
@@ -217,14 +217,14 @@ FidelityReport FidelityRun::report() const {
   return r;
 }
 
-FidelityReport evaluate(const Model& model, const Windows& corpus, std::vector<std::unique_ptr<AnyCache>> caches,
+FidelityReport evaluate(const Model& model, const Windows& corpus, std::vector<std::unique_ptr<runtime::AnyCache>> caches,
                         std::vector<std::string> labels, const std::function<void(std::size_t, std::size_t)>& progress,
                         std::size_t threads, std::size_t context) {
   // Stacks are independent given the reference, so each thread runs its own copy of the (cheap,
   // deterministic) reference with a share of the stacks: the metrics do not depend on `threads`.
   const std::size_t n = caches.size();
   threads = std::max<std::size_t>(1, std::min(threads, n));
-  std::vector<std::vector<std::unique_ptr<AnyCache>>> shares(threads);
+  std::vector<std::vector<std::unique_ptr<runtime::AnyCache>>> shares(threads);
   std::vector<std::vector<std::string>> share_labels(threads);
   std::vector<std::vector<std::size_t>> share_index(threads);
   for (std::size_t i = 0; i < n; ++i) {

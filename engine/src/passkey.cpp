@@ -140,7 +140,7 @@ PasskeyReport run_passkey(const Model& model, const Tokenizer& tokenizer, std::s
       for (std::size_t s = thread; s < labels.size(); s += threads) {
         for (std::size_t c = 0; c < plan.contexts.size(); ++c) {
           // The exact row is PlainCache; a stack's cache is built once per context and cleared per trial.
-          std::unique_ptr<AnyCache> cache = s == 0 ? nullptr : make(s - 1, plan.contexts[c]);
+          std::unique_ptr<runtime::AnyCache> cache = s == 0 ? nullptr : make(s - 1, plan.contexts[c]);
           PlainCache exact(model.config().attention_shape());
           for (std::size_t d = 0; d < plan.depths.size(); ++d) {
             PasskeyCell& cell = report.stacks[s].cells[c * plan.depths.size() + d];

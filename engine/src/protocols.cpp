@@ -1,8 +1,8 @@
 #include "kvc_engine/protocols.hpp"
 
 #include "kvc/core/error.hpp"
+#include "kvc/runtime/registry.hpp"
 #include "kvc_engine/corpus.hpp"
-#include "kvc_engine/registry.hpp"
 
 #include <fmt/format.h>
 
@@ -23,14 +23,14 @@ std::string_view trim(std::string_view s) {
 
 // The registry's parameters that count tokens (ParamInfo has no such flag yet). Others that are
 // integers (a quantizer's group, a rank) are not sizes of the context.
-bool counts_tokens(const ParamInfo& p) {
+bool counts_tokens(const runtime::ParamInfo& p) {
   return p.integer && (p.key == "budget" || p.key == "sinks" || p.key == "recent" || p.key == "window");
 }
 
-const ParamInfo* find_param(std::string_view component, std::string_view key) {
-  for (const ComponentInfo& c : registered_components())
+const runtime::ParamInfo* find_param(std::string_view component, std::string_view key) {
+  for (const runtime::ComponentInfo& c : runtime::registered_components())
     if (c.name == component)
-      for (const ParamInfo& p : c.params)
+      for (const runtime::ParamInfo& p : c.params)
         if (p.key == key) return &p;
   return nullptr;
 }
@@ -42,7 +42,7 @@ std::string resolve_param(std::string_view stack, std::string_view name, std::st
   const std::size_t eq = item.find('=');
   if (eq == std::string_view::npos || !item.ends_with('%')) return std::string(item);
   const std::string_view key = trim(item.substr(0, eq)), value = trim(item.substr(eq + 1, item.size() - eq - 2));
-  const ParamInfo* info = find_param(name, key);
+  const runtime::ParamInfo* info = find_param(name, key);
   if (!info)
     fail(where, "'{}': '{}' has no token-count parameter '{}' to give as a share of the context", stack, name, key);
   if (!counts_tokens(*info))

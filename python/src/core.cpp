@@ -1,7 +1,7 @@
 // kvcompress._core: the Python binding of the run-time policy stack (nanobind).
 //
 // Thin on purpose, and the only file that names the library: every call goes through the
-// `stack` alias below and AnyCache, so following a change of those signatures is a few lines.
+// `stack` alias below (kvc::runtime) and AnyCache, so following a change of those signatures is a few lines.
 //
 // The library's hot path (append, attend) treats wrong sizes, non-finite values and positions
 // that do not increase as broken contracts and aborts the process. From Python those are everyday
@@ -9,10 +9,10 @@
 // TypeError for the wrong kind of array, kvcompress.Error (a ValueError) for wrong values.
 #include "kvc/core/error.hpp"
 #include "kvc/core/shape.hpp"
-#include "kvc_engine/any_cache.hpp"
+#include "kvc/runtime/any_cache.hpp"
+#include "kvc/runtime/registry.hpp"
+#include "kvc/runtime/stack_spec.hpp"
 #include "kvc_engine/eval_cli.hpp"
-#include "kvc_engine/registry.hpp"
-#include "kvc_engine/stack_spec.hpp"
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -32,7 +32,7 @@
 #include <vector>
 
 namespace nb = nanobind;
-namespace stack = kvc::engine;
+namespace stack = kvc::runtime;
 
 namespace {
 
@@ -245,8 +245,8 @@ std::tuple<int, std::string, std::string> run_eval(const std::vector<std::string
   {
     // The evaluation touches no Python object; other Python threads may run meanwhile.
     nb::gil_scoped_release release;
-    code = stack::report_failures(err, [&] {
-      return stack::run_eval_cli(static_cast<int>(argv.size()), argv.data(), out, err);
+    code = kvc::engine::report_failures(err, [&] {
+      return kvc::engine::run_eval_cli(static_cast<int>(argv.size()), argv.data(), out, err);
     });
   }
   return {code, out.str(), err.str()};

@@ -2,7 +2,7 @@
 #include "engine/models.hpp"
 
 #include "kvc/kvc.hpp"
-#include "kvc_engine/any_cache.hpp"
+#include "kvc/runtime/any_cache.hpp"
 #include "kvc_engine/fidelity.hpp"
 #include "kvc_engine/generate.hpp"
 #include "kvc_engine/plain_cache.hpp"
@@ -13,6 +13,7 @@ namespace kvc::test {
 namespace {
 
 using namespace kvc::engine;
+using namespace kvc::runtime;
 
 TEST(KVCacheIntegration, FullCacheGreedyTokensEqualPlainAttention) {
   KVC_REQUIRE_MODELS();

@@ -4,10 +4,10 @@
 #include "eval/run_cli.hpp"
 
 #include "kvc/core/error.hpp"
+#include "kvc/runtime/registry.hpp"
 #include "kvc_engine/eval_cli.hpp"
 #include "kvc_engine/fidelity.hpp"
 #include "kvc_engine/protocols.hpp"
-#include "kvc_engine/registry.hpp"
 
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
@@ -41,10 +41,10 @@ TEST(ContextProtocol, OnlyTheTokensAfterTheContextAreScored) {
   const auto& b = bundle();
   const Shape shape = b.model.config().attention_shape();
   constexpr std::size_t context = 100, scored = 28, window = context + scored;
-  std::vector<std::unique_ptr<engine::AnyCache>> caches;
+  std::vector<std::unique_ptr<runtime::AnyCache>> caches;
   // The exact cache against itself: every difference must be exactly zero.
-  caches.push_back(std::make_unique<engine::CacheAdapter<engine::PlainCache>>(shape));
-  caches.push_back(engine::make_cache(engine::parse_stack("h2o:budget=16"), shape, window + 1));
+  caches.push_back(std::make_unique<runtime::CacheAdapter<engine::PlainCache>>(shape));
+  caches.push_back(runtime::make_cache(runtime::parse_stack("h2o:budget=16"), shape, window + 1));
   engine::FidelityRun run(b.model, std::move(caches), {"exact", "h2o:budget=16"}, context);
   const auto& tokens = corpus_head();
   run.run_window(std::span(tokens).first(window));
@@ -64,8 +64,8 @@ TEST(ContextProtocol, OnlyTheTokensAfterTheContextAreScored) {
   EXPECT_GT(r.stacks[1].mean_kl, 0.0);
   EXPECT_LT(r.stacks[1].kept_attention_mass, 1.0);
 
-  std::vector<std::unique_ptr<engine::AnyCache>> one;
-  one.push_back(engine::make_cache(engine::parse_stack("full"), shape, window + 1));
+  std::vector<std::unique_ptr<runtime::AnyCache>> one;
+  one.push_back(runtime::make_cache(runtime::parse_stack("full"), shape, window + 1));
   engine::FidelityRun too_short(b.model, std::move(one), {"full"}, context);
   EXPECT_THAT([&] { too_short.run_window(std::span(tokens).first(context)); },
               ::testing::ThrowsMessage<Error>(HasSubstr("leaves nothing to score")));
@@ -76,8 +76,8 @@ TEST(ContextProtocol, OnlyTheTokensAfterTheContextAreScored) {
 TEST(ContextProtocol, DecodeBucketsDoubleToTheWindowEnd) {
   KVC_REQUIRE_MODELS();
   const auto& b = bundle();
-  std::vector<std::unique_ptr<engine::AnyCache>> caches;
-  caches.push_back(std::make_unique<engine::CacheAdapter<engine::PlainCache>>(b.model.config().attention_shape()));
+  std::vector<std::unique_ptr<runtime::AnyCache>> caches;
+  caches.push_back(std::make_unique<runtime::CacheAdapter<engine::PlainCache>>(b.model.config().attention_shape()));
   engine::FidelityRun run(b.model, std::move(caches), {"exact"});
   run.run_window(std::span(corpus_head()).first(300));
   const engine::FidelityReport r = run.report();

@@ -4,9 +4,9 @@
 #include "engine/models.hpp"
 
 #include "kvc/core/error.hpp"
+#include "kvc/runtime/registry.hpp"
 #include "kvc_engine/passkey.hpp"
 #include "kvc_engine/passkey_report.hpp"
-#include "kvc_engine/registry.hpp"
 
 #include <gmock/gmock.h>
 
@@ -131,7 +131,7 @@ TEST(Passkey, RunScoresEveryCellAndTheExactCacheFirst) {
   const std::vector<std::string> labels{"full", "h2o:budget=16"};
   const Shape shape = b.model.config().attention_shape();
   const engine::CacheFactory make = [&](std::size_t i, std::size_t context) {
-    return engine::make_cache(engine::parse_stack(labels[i]), shape, context + engine::passkey_max_new_tokens);
+    return runtime::make_cache(runtime::parse_stack(labels[i]), shape, context + engine::passkey_max_new_tokens);
   };
   const engine::PasskeyReport r = engine::run_passkey(b.model, b.tokenizer, corpus_head(), plan, labels, make, {}, 2);
   EXPECT_EQ(r.keys, (std::vector<std::string>{engine::passkey_key(99, 0), engine::passkey_key(99, 1)}));

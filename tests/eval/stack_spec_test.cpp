@@ -1,8 +1,8 @@
 // Stack specs: the parser and the registry's checks, with errors that name the wrong token.
 #include "kvc/core/error.hpp"
-#include "kvc_engine/registry.hpp"
-#include "kvc_engine/stack_spec.hpp"
 #include "kvc/kvc.hpp"
+#include "kvc/runtime/registry.hpp"
+#include "kvc/runtime/stack_spec.hpp"
 
 #include <gmock/gmock.h>
 
@@ -13,7 +13,7 @@
 namespace kvc::test {
 namespace {
 
-using namespace kvc::engine;
+using namespace kvc::runtime;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 

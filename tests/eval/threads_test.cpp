@@ -2,9 +2,9 @@
 // stacks' caches, sharing the read-only model) gives exactly the numbers of one thread. The test
 // command also runs this under ThreadSanitizer.
 #include "engine/models.hpp"
+#include "kvc/runtime/registry.hpp"
+#include "kvc/runtime/stack_spec.hpp"
 #include "kvc_engine/fidelity.hpp"
-#include "kvc_engine/registry.hpp"
-#include "kvc_engine/stack_spec.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,9 +15,9 @@ FidelityReport run(std::size_t threads) {
   const auto& model = test::bundle().model;
   const Windows corpus = make_windows(test::corpus_head(), 96, 4);
   const std::vector<std::string> stacks = {"full", "h2o:budget=24", "int4:group=8", "streaming:sinks=2,recent=20"};
-  std::vector<std::unique_ptr<AnyCache>> caches;
+  std::vector<std::unique_ptr<runtime::AnyCache>> caches;
   for (const auto& s : stacks)
-    caches.push_back(make_cache(parse_stack(s), model.config().attention_shape(), 97, nullptr));
+    caches.push_back(runtime::make_cache(runtime::parse_stack(s), model.config().attention_shape(), 97, nullptr));
   return evaluate(model, corpus, std::move(caches), stacks, {}, threads);
 }
 

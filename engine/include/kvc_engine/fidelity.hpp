@@ -10,7 +10,7 @@
 // are a chunked prefill (Transformer::prefill) that is not scored; then every cache is
 // compressed to its budget (compress()) and only the remaining positions are scored, still in
 // lockstep, token by token.
-#include "kvc_engine/any_cache.hpp"
+#include "kvc/runtime/any_cache.hpp"
 #include "kvc_engine/corpus.hpp"
 #include "kvc_engine/plain_cache.hpp"
 #include "kvc_engine/transformer.hpp"
@@ -57,7 +57,7 @@ class FidelityRun {
  public:
   // `caches[i]` is evaluated under `labels[i]`. The caches are cleared between windows. `context`
   // positions of every window are prefilled unscored, then the caches are compressed.
-  FidelityRun(const Model& model, std::vector<std::unique_ptr<AnyCache>> caches, std::vector<std::string> labels,
+  FidelityRun(const Model& model, std::vector<std::unique_ptr<runtime::AnyCache>> caches, std::vector<std::string> labels,
               std::size_t context = 0);
   ~FidelityRun();
 
@@ -85,7 +85,7 @@ class FidelityRun {
 // of the reference and a share of the stacks; the numbers do not depend on the thread count),
 // reporting progress through `progress` (windows done, total) if given. `context` as FidelityRun.
 [[nodiscard]] FidelityReport evaluate(const Model& model, const Windows& corpus,
-                                      std::vector<std::unique_ptr<AnyCache>> caches, std::vector<std::string> labels,
+                                      std::vector<std::unique_ptr<runtime::AnyCache>> caches, std::vector<std::string> labels,
                                       const std::function<void(std::size_t, std::size_t)>& progress = {},
                                       std::size_t threads = 1, std::size_t context = 0);
 

@@ -6,7 +6,7 @@
 //
 // Every cache receives the same prompt through the chunked prefill (Transformer::prefill), holds
 // it whole, is then compressed to its budget (compress()), and generates token by token.
-#include "kvc_engine/any_cache.hpp"
+#include "kvc/runtime/any_cache.hpp"
 #include "kvc_engine/generate.hpp"
 #include "kvc_engine/plain_cache.hpp"
 
@@ -110,7 +110,7 @@ struct PasskeyReport {
 };
 
 // Builds stack `i`'s cache for prompts of `context` tokens (and passkey_max_new_tokens more).
-using CacheFactory = std::function<std::unique_ptr<AnyCache>(std::size_t i, std::size_t context)>;
+using CacheFactory = std::function<std::unique_ptr<runtime::AnyCache>(std::size_t i, std::size_t context)>;
 
 // Every (context, depth, trial) with the exact cache and with each stack labelled `labels[i]`
 // (built by `make`), stacks shared out over `threads` (the results do not depend on it).

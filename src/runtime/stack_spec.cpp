@@ -1,4 +1,4 @@
-#include "kvc_engine/stack_spec.hpp"
+#include "kvc/runtime/stack_spec.hpp"
 
 #include "kvc/core/error.hpp"
 
@@ -6,7 +6,7 @@
 #include <charconv>
 #include <cmath>
 
-namespace kvc::engine {
+namespace kvc::runtime {
 namespace {
 
 std::string_view trim(std::string_view s) {
@@ -81,4 +81,4 @@ StackSpec parse_stack(std::string_view text) {
   return spec;
 }
 
-}  // namespace kvc::engine
+}  // namespace kvc::runtime

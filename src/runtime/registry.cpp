@@ -1,7 +1,7 @@
 // The stack registry. To add a policy: append one Entry to `entries` below (its name, family,
 // parameters and how to build it from them). Everything else follows from the entry list: the
 // spec checker, --help, and the KVCache<...> instantiation of every valid combination.
-#include "kvc_engine/registry.hpp"
+#include "kvc/runtime/registry.hpp"
 
 #include "kvc/data/capture.hpp"
 #include "kvc/kvc.hpp"
@@ -31,7 +31,7 @@
 #include <type_traits>
 #include <variant>
 
-namespace kvc::engine {
+namespace kvc::runtime {
 namespace {
 
 // ---- entries -----------------------------------------------------------------------------
@@ -58,7 +58,7 @@ class Values {
   [[nodiscard]] std::size_t find(std::string_view key) const {
     for (std::size_t i = 0; i < info_->size(); ++i)
       if ((*info_)[i].key == key) return i;
-    fail("kvc::engine registry", "internal: parameter '{}' is not declared", key);
+    fail("kvc::runtime registry", "internal: parameter '{}' is not declared", key);
   }
   const std::vector<ParamInfo>* info_;
   std::vector<double> values_;
@@ -786,11 +786,11 @@ void check_stack(const StackSpec& spec) { (void)resolve(spec); }
 std::unique_ptr<AnyCache> make_cache(const StackSpec& spec, const Shape& shape, std::size_t context,
                                      const data::KvCapture* calibration) {
   if (calibration && !(calibration->shape() == shape))
-    fail("kvc::engine::make_cache", "the calibration capture's shape is not the cache's");
+    fail("kvc::runtime::make_cache", "the calibration capture's shape is not the cache's");
   auto [chosen, settings] = resolve(spec, &shape, calibration);
   Options options = settings.options;
   if (options.budget == 0) options.capacity = context;
   return build(shape, options, std::move(chosen));
 }
 
-}  // namespace kvc::engine
+}  // namespace kvc::runtime

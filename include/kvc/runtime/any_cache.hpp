@@ -1,9 +1,10 @@
 #pragma once
-// A type-erased KV cache for tools that choose the policy stack at run time.
+// A type-erased KV cache for programs that choose the policy stack at run time.
 //
-// kvc::KVCache takes its policies as template arguments so the hot path has no virtual calls.
-// A tool that reads "h2o:budget=64+int4" from the command line needs one object type for all
-// stacks; this adapter pays one virtual call per (token, layer), outside the library.
+// kvc::KVCache takes its policies as template arguments so the hot path has no virtual calls:
+// that stays the zero-overhead path. A server or tool that reads "h2o:budget=64+int4" from its
+// configuration needs one object type for all stacks; this adapter pays one virtual call per
+// (token, layer).
 #include "kvc/core/error.hpp"
 #include "kvc/core/shape.hpp"
 
@@ -13,7 +14,7 @@
 #include <span>
 #include <utility>
 
-namespace kvc::engine {
+namespace kvc::runtime {
 
 class AnyCache {
  public:
@@ -77,4 +78,4 @@ class CacheAdapter final : public AnyCache {
   Cache cache_;
 };
 
-}  // namespace kvc::engine
+}  // namespace kvc::runtime

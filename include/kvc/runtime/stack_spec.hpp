@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace kvc::engine {
+namespace kvc::runtime {
 
 struct SpecParam {
   std::string key;
@@ -33,4 +33,4 @@ struct StackSpec {
 // Throws kvc::Error quoting the stack and the offending token.
 [[nodiscard]] StackSpec parse_stack(std::string_view text);
 
-}  // namespace kvc::engine
+}  // namespace kvc::runtime

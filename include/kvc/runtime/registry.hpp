@@ -3,8 +3,8 @@
 // policy objects and builds a kvc::KVCache<ContiguousLayout, ...> behind an AnyCache. Each
 // family's policy is wrapped in one run-time policy of that family (registry.cpp), so the cache
 // types do not multiply with the registered policies; adding a policy is one registration there.
-#include "kvc_engine/any_cache.hpp"
-#include "kvc_engine/stack_spec.hpp"
+#include "kvc/runtime/any_cache.hpp"
+#include "kvc/runtime/stack_spec.hpp"
 
 #include <memory>
 #include <string>
@@ -14,7 +14,7 @@ namespace kvc::data {
 class KvCapture;
 }
 
-namespace kvc::engine {
+namespace kvc::runtime {
 
 struct ParamInfo {
   std::string key;
@@ -46,4 +46,4 @@ void check_stack(const StackSpec& spec);
 [[nodiscard]] std::unique_ptr<AnyCache> make_cache(const StackSpec& spec, const Shape& shape, std::size_t context,
                                                    const data::KvCapture* calibration = nullptr);
 
-}  // namespace kvc::engine
+}  // namespace kvc::runtime
