@@ -24,6 +24,9 @@ using ::testing::HasSubstr;
 
 std::vector<std::int32_t> positions_of(std::span<const std::int32_t> p) { return {p.begin(), p.end()}; }
 
+// The column's cost as documented: the score and the step count.
+static_assert(sizeof(select::Keyformer::Token) == 8);
+
 // The noise is standard Gumbel: mean = Euler's gamma (0.5772), variance pi^2 / 6; it depends on
 // the seed, the head, the query and the key, and on nothing else.
 TEST(Keyformer, NoiseIsStandardGumbelFixedByTheSeed) {

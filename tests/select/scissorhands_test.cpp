@@ -23,6 +23,9 @@ using ::testing::HasSubstr;
 
 std::vector<std::int32_t> positions_of(std::span<const std::int32_t> p) { return {p.begin(), p.end()}; }
 
+// The column's cost as documented: 512 history bits and the query count, 8-byte aligned.
+static_assert(sizeof(select::Scissorhands::Token) == 72);
+
 // Queries of a growing head (no eviction): query q sees tokens [0, seen[q]). Counts and the kept
 // set are computed from the definition and compared with the policy's, for several budgets.
 TEST(Scissorhands, CountsAndSelectionMatchTheDefinition) {
