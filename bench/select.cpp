@@ -1,4 +1,5 @@
-// Selection policies (StreamingLLM, H2O) in a KVCache, one at a time:
+// Selection policies (StreamingLLM, H2O, Scissorhands, Keyformer, SepLLM) in a KVCache, one at a
+// time (SepLLM's tokens are untagged here: its cost does not depend on how many are separators):
 //  * DecodeFull: a decode step (append + attend, every layer) of the full cache, no policy: the
 //    baseline, at a context of 1K and 4K tokens.
 //  * DecodeEvict: the same step at the steady state of a bounded cache: every head holds its
@@ -51,6 +52,12 @@ const char* policy_name() {
     return "LagKV";
   else if constexpr (std::is_same_v<P, kvc::select::ChunkKV>)
     return "ChunkKV";
+  else if constexpr (std::is_same_v<P, kvc::select::Scissorhands>)
+    return "Scissorhands";
+  else if constexpr (std::is_same_v<P, kvc::select::Keyformer>)
+    return "Keyformer";
+  else if constexpr (std::is_same_v<P, kvc::select::SepLLM>)
+    return "SepLLM";
   else
     return "StreamingLLM";
 }
@@ -95,6 +102,9 @@ void evict_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK_TEMPLATE(BM_DecodeEvict, kvc::select::StreamingLLM)->Apply(evict_args)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_DecodeEvict, kvc::select::H2O)->Apply(evict_args)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeEvict, kvc::select::Scissorhands)->Apply(evict_args)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeEvict, kvc::select::Keyformer)->Apply(evict_args)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_DecodeEvict, kvc::select::SepLLM)->Apply(evict_args)->MinTime(0.2)->Unit(benchmark::kMicrosecond);
 
 // One compress() pass from `context` tokens per head down to `budget`. Before it (untimed): a
 // prefill, and one attend per layer with auto-compression off, so that H2O has accumulated
@@ -127,6 +137,9 @@ void compress_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::StreamingLLM)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::H2O)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::Scissorhands)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::Keyformer)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_CompressPass, kvc::select::SepLLM)->Apply(compress_args)->Iterations(10)->Unit(benchmark::kMicrosecond);
 
 // SmolLM2-135M's cache shape and the prompt of the prefill-time benchmarks.
 const kvc::Shape kSmolShape{30, 9, 3, 64};

@@ -423,13 +423,14 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
     // The GGUF gives its tokenizer before the model takes the file; tok512.bin needs the vocabulary size.
     std::optional<Tokenizer> gguf_tokenizer;
     if (gguf) gguf_tokenizer = tokenizer_from_gguf(*file);
-    const Model model = gguf ? Model::from_gguf(std::move(*file)) : Model::load(a.model_path);
+    Model model = gguf ? Model::from_gguf(std::move(*file)) : Model::load(a.model_path);
     const Tokenizer tokenizer = gguf ? std::move(*gguf_tokenizer) : Tokenizer::load(a.tokenizer_path, model.config().vocab_size);
     if (tokenizer.vocab_size() != model.config().vocab_size)
       fail("kvc-eval", "the tokenizer has {} tokens but the model {} has {}", tokenizer.vocab_size(), a.model_path,
            model.config().vocab_size);
     if (tokenizer.bos_id() < 0)
       fail("kvc-eval", "the tokenizer of {} has no BOS token, which every protocol puts at position 0", a.model_path);
+    model.set_token_tags(token_tags(tokenizer));  // separators for SepLLM
     const std::size_t seq_len = std::size_t(model.config().seq_len);
     if (a.generate_tokens > 0) {
       Transformer transformer(model);

@@ -306,6 +306,27 @@ std::string Tokenizer::decode(std::int32_t previous, std::int32_t token) const {
   return std::string(piece);
 }
 
+std::vector<TokenTag> token_tags(const Tokenizer& tokenizer) {
+  const auto is_separator = [](std::string_view text) {
+    bool mark = false;
+    for (const char c : text) {
+      if (std::string_view(".,;:!?\n").find(c) != std::string_view::npos)
+        mark = true;
+      else if (c != ' ' && c != '\t' && c != '\r')
+        return false;
+    }
+    return mark;
+  };
+  std::vector<TokenTag> tags(std::size_t(tokenizer.vocab_size()), tag::none);
+  for (std::int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    if (is_special(tokenizer.token_type(id)))
+      tags[std::size_t(id)] = tag::special;
+    else if (is_separator(tokenizer.decode(tokenizer.bos_id(), id)))
+      tags[std::size_t(id)] = tag::separator;
+  }
+  return tags;
+}
+
 std::string Tokenizer::decode(const std::vector<std::int32_t>& tokens) const {
   std::string out;
   for (std::size_t i = 0; i < tokens.size(); ++i)

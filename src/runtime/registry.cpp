@@ -14,7 +14,10 @@
 #include "kvc/quant/fp8.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
+#include "kvc/select/keyformer.hpp"
 #include "kvc/select/knorm.hpp"
+#include "kvc/select/scissorhands.hpp"
+#include "kvc/select/sepllm.hpp"
 #include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
 #include "kvc/select/tova.hpp"
@@ -172,11 +175,43 @@ const auto entries = std::make_tuple(
         }),
     entry<select::H2O>("h2o", "selection",
                        "H2O: heavy hitters by accumulated attention plus the most recent tokens",
-                       {budget_param(), {"recent", 0.5, 0, 1, false, "share of the budget kept for recent tokens"}},
+                       {budget_param(), {"recent", 0.5, 0, 1, false, "share of the budget kept for recent tokens"},
+                        {"sinks", 0, 0, 1e6, true, "first tokens kept whatever their score (0 = the paper)"}},
                        [](const Values& v, Settings& s) {
                          set_budget(s, v, "h2o");
-                         return select::H2O{v["recent"]};
+                         return select::H2O{.recent_fraction = v["recent"], .sinks = v.count("sinks")};
                        }),
+    entry<select::Scissorhands>(
+        "scissorhands", "selection",
+        "Scissorhands: evict the tokens most often below the mean attention over a history window, keep the recent",
+        {budget_param(), {"history", 400, 1, 512, true, "queries over which 'below the mean' is counted"},
+         {"recent", 10, 0, 1e6, true, "most recent tokens always kept"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "scissorhands");
+          return select::Scissorhands{.history = v.count("history"), .recent = v.count("recent")};
+        }),
+    entry<select::Keyformer>(
+        "keyformer", "selection",
+        "Keyformer: key tokens by accumulated Gumbel-softmax attention (temperature growing per step) plus the recent",
+        {budget_param(), {"recent", 0.3, 0, 1, false, "share of the budget kept for recent tokens"},
+         {"tau_init", 1, 1e-3, 1e3, false, "temperature of the prompt"},
+         {"tau_delta", 0.01, 0, 1e3, false, "temperature added per decoding step"},
+         {"tau_end", 2, 1e-3, 1e3, false, "largest temperature"},
+         {"seed", 0, 0, 4294967295.0, true, "seed of the Gumbel noise"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "keyformer");
+          return select::Keyformer{.recent_fraction = v["recent"], .tau_init = v["tau_init"], .tau_delta = v["tau_delta"],
+                                   .tau_end = v["tau_end"], .seed = std::uint64_t(v["seed"])};
+        }),
+    entry<select::SepLLM>(
+        "sepllm", "selection",
+        "SepLLM: the first `sinks` tokens, the newest `separators` punctuation/newline tokens and the most recent",
+        {budget_param(), {"sinks", 4, 0, 1e6, true, "initial tokens kept forever"},
+         {"separators", 32, 0, 1e6, true, "separator tokens kept besides them; the rest of the budget is recent"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "sepllm");
+          return select::SepLLM{.sinks = v.count("sinks"), .separators = v.count("separators")};
+        }),
     entry<select::KNorm>("knorm", "selection", "KNorm: the older tokens with the smallest key L2 norm plus the most recent",
                          {budget_param(), {"window", 8, 0, 1e6, true, "most recent tokens kept whatever their norm"}},
                          [](const Values& v, Settings& s) { return set_budget(s, v, "knorm"), select::KNorm{v.count("window")}; }),
@@ -381,9 +416,11 @@ struct ColumnOf {
 template <>
 struct ColumnOf<NoColumn> {};
 
-template <class Column, bool Observes>
+template <class Column, bool Observes, bool Tags>
 struct DynamicSelection : ColumnOf<Column> {
   using family = kvc::family::selection;
+  // The cache keeps per-token tags only for the kind whose policies read them (SepLLM).
+  static constexpr bool reads_tags = Tags;
   using Ref = HeadRef<DynamicSelection>;
   struct Base {
     virtual ~Base() = default;
@@ -400,9 +437,10 @@ struct DynamicSelection : ColumnOf<Column> {
   };
   template <class P>
   struct Impl final : Clonable<Base, Impl<P>> {
-    static_assert(std::is_same_v<column_t<P>, Column> && AttendHook<P> == Observes && !HasState<P>,
-                  "a selection policy is wrapped by the DynamicSelection of its column type and observer kind "
-                  "(and selection state lives in its column)");
+    static_assert(std::is_same_v<column_t<P>, Column> && AttendHook<P> == Observes && TagReader<P> == Tags &&
+                      !HasState<P>,
+                  "a selection policy is wrapped by the DynamicSelection of its column type, observer kind and "
+                  "tag use (and selection state lives in its column)");
     explicit Impl(P policy) : p(std::move(policy)) {}
     void setup(const PolicySetup& s) override { setup_of(p, s); }
     std::size_t select(const Ref& head, std::span<std::uint32_t> keep) noexcept override {
@@ -474,7 +512,7 @@ struct DynamicSelection : ColumnOf<Column> {
   }
 };
 template <class P>
-using dynamic_selection_t = DynamicSelection<column_t<P>, AttendHook<P>>;
+using dynamic_selection_t = DynamicSelection<column_t<P>, AttendHook<P>, TagReader<P>>;
 
 // Merging; without an impl it merges nothing (the evicted tokens are dropped).
 struct DynamicMerging {

@@ -5,7 +5,9 @@
 
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 
 namespace kvc::test {
 namespace {
@@ -114,6 +116,30 @@ TEST(Tokenizer, Llama2cIds) {
   EXPECT_TRUE(t.add_bos());
   EXPECT_EQ(t.model(), engine::TokenizerModel::llama2c);
   EXPECT_EQ(t.lookup("<0x7E>"), 0x7E + Tokenizer::byte_offset);
+}
+
+// SepLLM's separators: a token is one when its text is made of . , ; : ! ? and whitespace with at
+// least one of those marks or a line break; words are not (llama2.c's vocabulary has no control
+// tokens to mark special).
+TEST(Tokenizer, TagsSeparatorsAndSpecialTokens) {
+  KVC_REQUIRE_MODELS();
+  const Tokenizer& t = bundle().tokenizer;
+  const std::vector<TokenTag> tags = engine::token_tags(t);
+  ASSERT_EQ(tags.size(), std::size_t(t.vocab_size()));
+  const auto separator = [](const std::string& text) {
+    const std::string marks = ".,;:!?\n", blanks = " \t\r";
+    return std::any_of(text.begin(), text.end(), [&](char c) { return marks.find(c) != std::string::npos; }) &&
+           std::all_of(text.begin(), text.end(),
+                       [&](char c) { return (marks + blanks).find(c) != std::string::npos; });
+  };
+  std::size_t separators = 0, words = 0;
+  for (const std::int32_t id : t.encode("a dog. Hi, Tom!\nThe end; yes: no?", /*add_bos=*/false)) {
+    const std::string text = t.decode(t.bos_id(), id);
+    EXPECT_EQ(tags[std::size_t(id)], separator(text) ? tag::separator : tag::none) << "'" << text << "'";
+    (separator(text) ? separators : words) += 1;
+  }
+  EXPECT_GE(separators, 5u);
+  EXPECT_GE(words, 5u);
 }
 
 }  // namespace

@@ -43,7 +43,9 @@ TEST(StackSpec, ParsesComponentsAndParameters) {
 TEST(StackSpec, AcceptsEveryExampleOfTheIssue) {
   for (const char* text : {"full", "streaming:sinks=4,recent=60", "h2o:budget=64", "h2o:budget=64+int4:group=8",
                            "pyramid:budget=64+h2o", "int8:group=8", "svd:rank=4", "h2o:budget=64+d2o",
-                           "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16"})
+                           "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16",
+                           "h2o:budget=64,sinks=4", "scissorhands:budget=64", "keyformer:budget=64,seed=3",
+                           "sepllm:budget=64+int8"})
     EXPECT_EQ(spec_error(text), "no error") << text;
 }
 
@@ -109,7 +111,8 @@ TEST(StackSpec, BuildsCachesOfTheRightShape) {
 }
 
 // A run-time stack computes what the compile-time KVCache of the same policies computes, bit for
-// bit, and holds the same memory: its per-family dynamic policies forward to the same hooks.
+// bit, and holds the same memory: its per-family dynamic policies forward to the same hooks. Every
+// third token is tagged a separator (only SepLLM reads it; the others ignore tags).
 template <class Cache>
 void expect_same_as_compile_time(const char* text, Cache reference) {
   SCOPED_TRACE(text);
@@ -123,8 +126,9 @@ void expect_same_as_compile_time(const char* text, Cache reference) {
     for (std::size_t layer = 0; layer < s.layers; ++layer) {
       for (auto* x : {&k, &v, &q})
         for (float& f : *x) f = normal(rng);
-      ASSERT_EQ(dynamic->append(layer, t, k, v), Status::ok);
-      ASSERT_EQ(reference.append(layer, t, k, v), Status::ok);
+      const TokenTag tag = t % 3 == 2 ? tag::separator : tag::none;
+      ASSERT_EQ(dynamic->append(layer, t, k, v, tag), Status::ok);
+      ASSERT_EQ(reference.append(layer, t, k, v, tag), Status::ok);
       dynamic->attend(layer, q, out);
       reference.attend(layer, q, expected);
       ASSERT_EQ(out, expected) << "token " << t << " layer " << layer;
@@ -151,6 +155,16 @@ TEST(StackSpec, RunTimeStacksMatchCompileTimeCaches) {
       KVCache<ContiguousLayout, budget::PyramidKV, select::StreamingLLM>(
           s, {.budget = 12}, budget::PyramidKV{.beta = 20, .window = 2}, select::StreamingLLM{.sinks = 1}));
   expect_same_as_compile_time("tova:budget=6", KVCache<ContiguousLayout, select::TOVA>(s, {.budget = 6}));
+  expect_same_as_compile_time("h2o:budget=6,sinks=2",
+                              KVCache<ContiguousLayout, select::H2O>(s, {.budget = 6}, select::H2O{.sinks = 2}));
+  expect_same_as_compile_time("scissorhands:budget=6,history=5,recent=2",
+                              KVCache<ContiguousLayout, select::Scissorhands>(
+                                  s, {.budget = 6}, select::Scissorhands{.history = 5, .recent = 2}));
+  expect_same_as_compile_time("keyformer:budget=6,seed=9",
+                              KVCache<ContiguousLayout, select::Keyformer>(s, {.budget = 6}, select::Keyformer{.seed = 9}));
+  expect_same_as_compile_time("sepllm:budget=8,sinks=1,separators=3",
+                              KVCache<ContiguousLayout, select::SepLLM>(
+                                  s, {.budget = 8}, select::SepLLM{.sinks = 1, .separators = 3}));
 }
 
 // Prompt-time compression: prefill and attend a prompt, compress_prompt(), then decode.

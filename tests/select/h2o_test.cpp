@@ -124,8 +124,9 @@ TEST(H2O, TiesGoToTheMoreRecentToken) {
 TEST(H2O, SelectKeepsTheHighestScoresWithTiesToTheMostRecent) {
   std::mt19937 rng(11);
   for (double fraction : {0.0, 0.3, 0.5, 1.0})
-    for (std::size_t n : {2, 7, 64, 1025}) {
-      const select::H2O h{.recent_fraction = fraction};
+    for (std::size_t n : {2, 7, 64, 1025})
+      for (std::size_t sinks : {0, 3}) {
+      const select::H2O h{.recent_fraction = fraction, .sinks = sinks};
       std::vector<float> w(n - n / 8);  // the newest n / 8 tokens were never observed
       for (auto& x : w) x = static_cast<float>(rng() % 5) * 0.25f;
       std::vector<std::int32_t> positions(n);
@@ -135,22 +136,26 @@ TEST(H2O, SelectKeepsTheHighestScoresWithTiesToTheMostRecent) {
       h.on_attend(HeadRef<select::H2O>(HeadInfo{0, 0, positions}, scores, scratch), w);
       for (std::size_t budget = 1; budget < n; budget += 1 + budget / 3) {
         SCOPED_TRACE("n " + std::to_string(n) + " budget " + std::to_string(budget) + " fraction " +
-                     std::to_string(fraction));
+                     std::to_string(fraction) + " sinks " + std::to_string(sinks));
+        // The first min(sinks, budget - recent) tokens, then the best scores among the other older ones.
         const std::size_t recent = h.recent_tokens(budget), older = n - recent;
-        std::vector<std::uint32_t> order(older);
-        std::iota(order.begin(), order.end(), 0u);
+        const std::size_t pinned = std::min({sinks, budget - recent, older});
+        std::vector<std::uint32_t> order(older - pinned);
+        std::iota(order.begin(), order.end(), static_cast<std::uint32_t>(pinned));
         const auto score = [&](std::uint32_t i) { return i < w.size() ? w[i] : 0.0f; };
         std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
           return score(a) > score(b) || (score(a) == score(b) && a > b);
         });
-        std::vector<std::uint32_t> want(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min(budget - recent, older)));
+        std::vector<std::uint32_t> want(order.begin(),
+                                        order.begin() + static_cast<std::ptrdiff_t>(std::min(budget - recent - pinned, older - pinned)));
+        for (std::uint32_t i = 0; i < pinned; ++i) want.push_back(i);
         for (std::size_t i = older; i < n; ++i) want.push_back(static_cast<std::uint32_t>(i));
         std::sort(want.begin(), want.end());
         std::vector<std::uint32_t> keep(budget);
         keep.resize(h.select(HeadRef<select::H2O>(HeadInfo{0, 0, positions, budget}, scores, scratch), keep));
         EXPECT_EQ(keep, want);
       }
-    }
+      }
 }
 
 // Two query heads share one KV head (scale 1, head_dim 4). Query head A (q = e0) gives token X
@@ -179,6 +184,15 @@ TEST(H2O, GqaReductionChangesTheSurvivors) {
   EXPECT_THAT(gqa_survivors(GqaReduce::max), ElementsAre(0, 2));
 }
 
+TEST(H2O, SinksThatDoNotFitThrow) {
+  try {
+    KVCache<ContiguousLayout, select::H2O> cache(Shape{1, 1, 1, 4}, {.budget = 8}, select::H2O{.recent_fraction = 0.5, .sinks = 5});
+    FAIL() << "5 sinks next to 4 recent tokens in a budget of 8 must be rejected";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("kvc::select::H2O: sinks = 5 do not fit next to the 4 recent tokens in the budget 8"));
+  }
+}
+
 TEST(H2O, BadRecentFractionThrows) {
   for (double f : {-0.1, 1.5, std::nan("")}) {
     try {
@@ -194,6 +208,32 @@ template <class L>
 class H2OLayouts : public ::testing::Test {};
 using Layouts = ::testing::Types<ContiguousLayout, PagedLayout>;
 TYPED_TEST_SUITE(H2OLayouts, Layouts);
+
+// Token 0 (key -10 e0) gets almost no attention from queries e0 (the prompt of tokens 0 and 1 is
+// attended by its last query only, so no query sees token 0 alone): without sinks it has the lowest
+// score and is evicted; with sinks = 1 it stays whatever its score.
+template <class L>
+std::vector<std::int32_t> decode_with_sinks(std::size_t sinks) {
+  KVCache<L, select::H2O> cache(Shape{1, 1, 1, 4}, {.budget = 4, .scale = 1.0f},
+                                select::H2O{.recent_fraction = 0.5, .sinks = sinks});
+  const std::vector<float> q{1, 0, 0, 0};
+  std::vector<float> out(4);
+  cache.prefill(0, 0, std::vector<float>{-10, 0, 0, 0, 1, 0, 0, 0}, std::vector<float>(8, 1.0f));
+  cache.attend(0, q, out);
+  for (std::int32_t t = 2; t < 8; ++t) {
+    EXPECT_EQ(cache.append(0, t, std::vector<float>{float(t % 3), 0, 0, 0}, std::vector<float>(4, 1.0f)), Status::ok);
+    cache.attend(0, q, out);
+  }
+  return positions_of(cache.positions(0, 0));
+}
+
+TYPED_TEST(H2OLayouts, SinksAreKeptWhateverTheirScore) {
+  EXPECT_THAT(decode_with_sinks<TypeParam>(0), ::testing::Not(::testing::Contains(0)));
+  const auto kept = decode_with_sinks<TypeParam>(1);
+  ASSERT_EQ(kept.size(), 4u);
+  EXPECT_EQ(kept[0], 0);
+  EXPECT_THAT(kept, ::testing::IsSupersetOf({6, 7}));
+}
 
 // A long prompt attended in one causal chunk, then compressed: rows, positions and scores all
 // shrink to the budget.

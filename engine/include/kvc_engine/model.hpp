@@ -8,6 +8,7 @@
 // matrix-matrix products without a kernel per block format. Decode, bound by the bytes of weights
 // it reads, uses the file's own blocks where a kernel exists (quant_weights(); docs/model.md).
 #include "kvc/core/shape.hpp"
+#include "kvc/core/token_tag.hpp"
 #include "kvc_engine/dequant.hpp"
 #include "kvc_engine/gguf.hpp"
 
@@ -93,6 +94,10 @@ class Model {
   [[nodiscard]] const Weights& weights() const noexcept { return weights_; }
   // Empty vectors for a llama2.c checkpoint.
   [[nodiscard]] const QuantWeights& quant_weights() const noexcept { return quant_; }
+  // Per token id, the kvc::tag bits the forward pass gives the cache with each token (SepLLM's
+  // separators); empty (every token untagged) unless a tool sets them from its tokenizer.
+  [[nodiscard]] std::span<const TokenTag> token_tags() const noexcept { return token_tags_; }
+  void set_token_tags(std::vector<TokenTag> tags) { token_tags_ = std::move(tags); }
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -113,6 +118,7 @@ class Model {
   Weights weights_;
   std::unique_ptr<GgufFile> gguf_;  // keeps quant_'s data mapped
   QuantWeights quant_;
+  std::vector<TokenTag> token_tags_;
 };
 
 }  // namespace kvc::engine

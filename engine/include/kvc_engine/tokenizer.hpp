@@ -5,6 +5,8 @@
 //  * GGUF `gpt2` (byte-level BPE): a regex pre-tokenizer, then merges by rank on the bytes of
 //    each word, spelled with GPT-2's byte-to-unicode map.
 // Special tokens (control and user-defined) are matched whole before anything else when asked.
+#include "kvc/core/token_tag.hpp"
+
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -113,5 +115,11 @@ class Tokenizer {
   bool add_bos_ = true;
   bool space_prefix_ = true;
 };
+
+// The kvc::tag bits of every token id, for Model::set_token_tags: tag::special for control and
+// user-defined tokens; tag::separator for a token whose text is made of . , ; : ! ? and whitespace
+// with at least one of those marks or a line break (SepLLM's separators: its reference lists the
+// ids of exactly such tokens per model).
+[[nodiscard]] std::vector<TokenTag> token_tags(const Tokenizer& tokenizer);
 
 }  // namespace kvc::engine

@@ -3,7 +3,8 @@
 //
 // This is how an engine integrates kvcompress: one cache per sequence; for every token and every
 // layer, compute q, k, v, apply RoPE to q and k (the cache stores rotated keys), append(k, v),
-// then attend(q). The cache decides what it keeps; the engine never looks inside it.
+// then attend(q). The cache decides what it keeps; the engine never looks inside it. A cache that
+// takes per-token tags (kvc::KVCache, AnyCache) gets each token's tag from Model::token_tags().
 // A prompt can instead go through prefill(): a chunk of tokens per layer, with matrix-matrix
 // products, one cache.prefill of the chunk's keys and values and one attend of its queries.
 #include "kvc/core/error.hpp"
@@ -73,6 +74,10 @@ class Transformer {
   void prefill_qkv(std::size_t layer) noexcept;
   void prefill_finish_layer(std::size_t layer) noexcept;
   std::span<const float> prefill_end(std::span<float> all_logits);
+  [[nodiscard]] TokenTag tag_of(std::int32_t token) const noexcept {
+    const std::span<const TokenTag> tags = model_->token_tags();
+    return std::size_t(token) < tags.size() ? tags[std::size_t(token)] : tag::none;
+  }
 
   const Model* model_;
   std::size_t dim_, kv_dim_, hidden_;
@@ -80,6 +85,7 @@ class Transformer {
   // Chunk buffers, [n][...] row-major; n_ tokens in the current chunk.
   std::size_t n_ = 0;
   std::vector<float> cx_, cxb_, cq_, ck_, cv_, catt_, ch1_, ch3_, crope_;
+  std::vector<TokenTag> ctags_;
 };
 
 template <EngineCache Cache>
@@ -89,7 +95,12 @@ std::span<const float> Transformer::forward(Cache& cache, std::int32_t token, st
   for (std::size_t l = 0; l < layers; ++l) {
     project_qkv(l, position);
     // This engine runs one sequence; a serving engine would preempt another sequence and retry.
-    const Status status = cache.append(l, position, std::span<const float>(k_), std::span<const float>(v_));
+    const std::span<const float> k(k_), v(v_);
+    Status status;
+    if constexpr (requires { cache.append(l, position, k, v, tag::none); })
+      status = cache.append(l, position, k, v, tag_of(token));
+    else
+      status = cache.append(l, position, k, v);
     KVC_CONTRACT(status == Status::ok, "Transformer::forward: the KV cache is out of memory");
     cache.attend(l, std::span<const float>(q_), std::span<float>(att_out_).subspan(l * dim_, dim_));
     finish_layer(l);
@@ -105,11 +116,18 @@ std::span<const float> Transformer::prefill(Cache& cache, std::span<const std::i
     fail("kvc::engine::Transformer::prefill", "all_logits holds {} floats, not tokens * vocab_size = {}",
          all_logits.size(), tokens.size() * std::size_t(config().vocab_size));
   prefill_begin(tokens, first_position);
+  ctags_.clear();
+  if (!model_->token_tags().empty())
+    for (const std::int32_t token : tokens) ctags_.push_back(tag_of(token));
   const std::size_t layers = std::size_t(config().n_layers);
   for (std::size_t l = 0; l < layers; ++l) {
     prefill_qkv(l);
-    cache.prefill(l, first_position, std::span<const float>(ck_).first(n_ * kv_dim_),
-                  std::span<const float>(cv_).first(n_ * kv_dim_));
+    const std::span<const float> keys = std::span<const float>(ck_).first(n_ * kv_dim_);
+    const std::span<const float> values = std::span<const float>(cv_).first(n_ * kv_dim_);
+    if constexpr (requires { cache.prefill(l, first_position, keys, values, std::span<const TokenTag>(ctags_)); })
+      cache.prefill(l, first_position, keys, values, std::span<const TokenTag>(ctags_));
+    else
+      cache.prefill(l, first_position, keys, values);
     cache.attend(l, std::span<const float>(cq_).first(n_ * dim_), std::span<float>(catt_).first(n_ * dim_));
     prefill_finish_layer(l);
   }

@@ -9,6 +9,8 @@
 //   on_attend(head, weights)          a query attended the head: softmax weights of the tokens it
 //                                     saw (a prefix, storage order), combined over the query heads
 //                                     of the group per Options::gqa_reduce. Hot path.
+//   head.tags()                       not a hook: the tags given at append, when the policy is
+//                                     a TagReader (see below).
 //   on_compact(head, kept)            the head is about to keep only `kept` (ascending): token
 //                                     kept[i] becomes token i. The container compacts columns
 //                                     itself; this is for any other per-token bookkeeping.
@@ -36,6 +38,12 @@ concept AttendHook =
 template <class P>
 concept CompactHook =
     requires(P& p, const HeadRef<P>& head, std::span<const std::uint32_t> kept) { p.on_compact(head, kept); };
+
+// A policy that reads the per-token tags given at append (SepLLM's separators) says so with
+// `static constexpr bool reads_tags = true;`: the cache then keeps one TokenTag per token
+// (compacted, cleared and counted like the positions) and hands them as head.tags().
+template <class P>
+concept TagReader = requires { requires P::reads_tags; };
 
 // Per-token and per-sequence state the container keeps for the policy (see head_ref.hpp).
 template <class P>

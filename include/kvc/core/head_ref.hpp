@@ -6,6 +6,7 @@
 // in the container.
 #include "kvc/core/error.hpp"
 #include "kvc/core/head_view.hpp"
+#include "kvc/core/token_tag.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -47,12 +48,14 @@ template <class P>
 using state_t = typename policy_state<P>::type;
 
 // Where a head is: its identity, the original positions of its tokens (storage order) and the
-// number of tokens it keeps after compression (SIZE_MAX when unbounded).
+// number of tokens it keeps after compression (SIZE_MAX when unbounded), and the tokens' tags
+// (storage order) when some policy of the cache reads them (TagReader), else empty.
 struct HeadInfo {
   std::size_t layer = 0;
   std::size_t kv_head = 0;
   std::span<const std::int32_t> positions{};
   std::size_t budget = std::numeric_limits<std::size_t>::max();
+  std::span<const TokenTag> tags{};
 };
 
 template <class P>
@@ -71,6 +74,8 @@ class HeadRef {
   [[nodiscard]] std::size_t size() const noexcept { return info_.positions.size(); }
   [[nodiscard]] std::span<const std::int32_t> positions() const noexcept { return info_.positions; }
   [[nodiscard]] std::size_t budget() const noexcept { return info_.budget; }
+  // The tags given at append, one per token in storage order (empty unless a policy reads them).
+  [[nodiscard]] std::span<const TokenTag> tags() const noexcept { return info_.tags; }
 
   // The policy's per-token values, one per token in storage order (empty without a column).
   [[nodiscard]] std::span<column_type> column() const noexcept { return column_; }

@@ -14,6 +14,7 @@
 #include "kvc/core/paged_layout.hpp"
 #include "kvc/core/policy_pack.hpp"
 #include "kvc/core/shape.hpp"
+#include "kvc/core/token_tag.hpp"
 #include "kvc/kernels/table.hpp"
 
 #include <algorithm>
@@ -62,6 +63,8 @@ class KVCache {
   static constexpr bool observes_attention = (AttendHook<Policy> || ... || false);
   // Whether the selection scores the prompt from an observation window (compress_prompt()).
   static constexpr bool observes_prompt = (PromptHook<Policy> || ... || false);
+  // Whether a policy reads the per-token tags given at append: only then are they stored.
+  static constexpr bool keeps_tags = (TagReader<Policy> || ... || false);
   // Whether the budget policy shares a layer's budget across its heads by the selection's scores
   // (AdaKV) at compress_prompt().
   static constexpr bool shares_budgets = (ShareHook<Policy> || ... || false) && (ScoringHook<Policy> || ... || false);
@@ -119,8 +122,10 @@ class KVCache {
   // Appends one token of `layer`: k and v are [kv_heads][head_dim], keys already rotated.
   // Contract: finite values, matching sizes, positions increasing per layer. Allocates only while
   // a head grows past its reservation; if that allocation fails, returns Status::out_of_memory
-  // and leaves the cache as it was (its contents; a grown reservation may stay).
-  Status append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v) noexcept {
+  // and leaves the cache as it was (its contents; a grown reservation may stay). `token_tag`
+  // (kvc::tag bits: separator, special) is kept for policies that read tags, ignored otherwise.
+  Status append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v,
+                TokenTag token_tag = tag::none) noexcept {
     KVC_CONTRACT(!moved_from(), "append: the cache was moved from");
     KVC_CONTRACT(layer < shape_.layers, "append: layer out of range");
     KVC_CONTRACT(k.size() == shape_.kv_heads * shape_.head_dim, "append: k must hold kv_heads * head_dim floats");
@@ -144,7 +149,7 @@ class KVCache {
     }
     for (std::size_t h = 0; h < shape_.kv_heads; ++h)
       write_token(layer, h, head_size(index(layer, h)) - 1, position, k.subspan(h * shape_.head_dim, shape_.head_dim),
-                  v.subspan(h * shape_.head_dim, shape_.head_dim));
+                  v.subspan(h * shape_.head_dim, shape_.head_dim), token_tag);
     return Status::ok;
   }
 
@@ -176,8 +181,9 @@ class KVCache {
 
   // Appends n tokens of `layer` at positions first_position, first_position + 1, ...:
   // keys and values are [n][kv_heads][head_dim]. Calibrates uncalibrated low-rank heads first.
+  // `tags`: one kvc::tag set per token, or empty for none.
   void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
-               std::span<const float> values) {
+               std::span<const float> values, std::span<const TokenTag> tags = {}) {
     const std::size_t row = shape_.kv_heads * shape_.head_dim;
     if (moved_from()) fail("KVCache::prefill", "the cache was moved from");
     if (layer >= shape_.layers) fail("KVCache::prefill", "layer {} out of range (layers: {})", layer, shape_.layers);
@@ -189,6 +195,8 @@ class KVCache {
     check_finite("KVCache::prefill", "keys", keys);
     check_finite("KVCache::prefill", "values", values);
     const std::size_t n = keys.size() / row;
+    if (!tags.empty() && tags.size() != n)
+      fail("KVCache::prefill", "tags hold {} values for {} tokens (give one per token, or none)", tags.size(), n);
     // Positions are int32: the last one, first_position + n - 1, must be one too.
     if (static_cast<std::int64_t>(first_position) + static_cast<std::int64_t>(n - 1) >
         std::numeric_limits<std::int32_t>::max())
@@ -213,7 +221,7 @@ class KVCache {
       for (std::size_t t = 0; t < n; ++t)
         write_token(layer, h, first_row + t, first_position + static_cast<std::int32_t>(t),
                     keys.subspan(t * row + h * shape_.head_dim, shape_.head_dim),
-                    values.subspan(t * row + h * shape_.head_dim, shape_.head_dim));
+                    values.subspan(t * row + h * shape_.head_dim, shape_.head_dim), tags.empty() ? tag::none : tags[t]);
     }
   }
 
@@ -374,6 +382,7 @@ class KVCache {
     std::size_t bytes = 0;
     for (const auto& s : stores_) bytes += s.memory_bytes();
     for (const auto& p : positions_) bytes += p.capacity() * sizeof(std::int32_t);
+    for (const auto& t : tags_) bytes += t.capacity() * sizeof(TokenTag);
     std::apply([&](const auto&... c) { (column_bytes(c, bytes), ...); }, columns_);
     std::apply([&](const auto&... p) { ((bytes += memory_of(p)), ...); }, policies_);
     std::apply([&](const auto&... st) { ((bytes += memory_of(st)), ...); }, states_);
@@ -416,6 +425,12 @@ class KVCache {
     requires HasColumn<P>
   [[nodiscard]] std::span<const column_t<P>> column(std::size_t layer, std::size_t kv_head) const {
     return std::get<slot_of<P>()>(columns_)[checked_index("KVCache::column", layer, kv_head)];
+  }
+  // The tags given at append, one per token of the head (storage order); only when a policy reads them.
+  [[nodiscard]] std::span<const TokenTag> tags(std::size_t layer, std::size_t kv_head) const
+    requires keeps_tags
+  {
+    return tags_[checked_index("KVCache::tags", layer, kv_head)];
   }
   template <class P>
     requires HasState<P>
@@ -461,15 +476,19 @@ class KVCache {
     std::span<column_t<P>> column;
     if constexpr (HasColumn<P>) column = std::get<Slot>(columns_)[i];
     const std::size_t budget = budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[i];
-    return HeadRef<P>(HeadInfo{layer, h, positions_[i], budget}, column,
+    std::span<const TokenTag> tags;
+    if constexpr (keeps_tags) tags = tags_[i];
+    return HeadRef<P>(HeadInfo{layer, h, positions_[i], budget, tags}, column,
                       std::span<std::uint32_t>(scratch_.data(), std::min(scratch_.size(), positions_[i].size())),
                       &std::get<Slot>(states_), rows);
   }
 
   // Calls f(vector) on head i's column of every policy that keeps one.
+  // The tags, kept like a column, are included.
   template <class F>
   void for_each_column(std::size_t i, F&& f) {
     std::apply([&](auto&... c) { (visit_column(c, i, f), ...); }, columns_);
+    if constexpr (keeps_tags) f(tags_[i]);
   }
   template <class C, class F>
   static void visit_column(C& columns, std::size_t i, F& f) {
@@ -604,6 +623,7 @@ class KVCache {
     L::prepare(layout_, geometry);
     stores_.reserve(shape_.head_count());
     positions_.resize(shape_.head_count());
+    if constexpr (keeps_tags) tags_.resize(shape_.head_count());
     std::apply([&](auto&... c) { (size_columns(c), ...); }, columns_);
     std::size_t most_rows = 0;
     for (std::size_t i = 0; i < shape_.head_count(); ++i) {
@@ -686,10 +706,11 @@ class KVCache {
   // Writes row `row` of head h (made by grow()), then runs the on_append hooks: hot path, no
   // allocation.
   void write_token(std::size_t layer, std::size_t h, std::size_t row, std::int32_t position,
-                   std::span<const float> key, std::span<const float> value) noexcept {
+                   std::span<const float> key, std::span<const float> value, TokenTag token_tag) noexcept {
     const std::size_t i = index(layer, h);
     auto& s = stores_[i];
     positions_[i][row] = position;
+    if constexpr (keeps_tags) tags_[i][row] = token_tag;
     const float* k = key.data();
     const float* v = value.data();
     if constexpr (has_lowrank) {
@@ -1100,6 +1121,8 @@ class KVCache {
   std::vector<std::size_t> budgets_;
   std::vector<store_type> stores_;
   std::vector<std::vector<std::int32_t>> positions_;
+  // Per-token tags ([head][token]), only when a policy reads them (keeps_tags).
+  std::vector<std::vector<TokenTag>> tags_;
   // Per-token columns ([head][token]) and per-sequence states of the policies, by policy slot.
   std::tuple<std::conditional_t<HasColumn<Policy>, std::vector<std::vector<column_t<Policy>>>, NoColumn>...> columns_;
   std::tuple<state_t<Policy>...> states_;

@@ -7,6 +7,7 @@
 // (token, layer).
 #include "kvc/core/error.hpp"
 #include "kvc/core/shape.hpp"
+#include "kvc/core/token_tag.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -19,12 +20,13 @@ namespace kvc::runtime {
 class AnyCache {
  public:
   virtual ~AnyCache() = default;
-  // Status::out_of_memory when a head could not grow; the cache is then unchanged.
+  // Status::out_of_memory when a head could not grow; the cache is then unchanged. `token_tag`
+  // reaches policies that read tags (SepLLM), as in KVCache::append.
   virtual Status append(std::size_t layer, std::int32_t position, std::span<const float> k,
-                        std::span<const float> v) noexcept = 0;
+                        std::span<const float> v, TokenTag token_tag = tag::none) noexcept = 0;
   virtual void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept = 0;
   virtual void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
-                       std::span<const float> values) = 0;
+                       std::span<const float> values, std::span<const TokenTag> tags = {}) = 0;
   // Throw kvc::Error for a layer or KV head out of range.
   [[nodiscard]] virtual std::size_t size(std::size_t layer, std::size_t kv_head) const = 0;
   [[nodiscard]] virtual std::span<const std::int32_t> positions(std::size_t layer, std::size_t kv_head) const = 0;
@@ -46,16 +48,23 @@ class CacheAdapter final : public AnyCache {
   template <class... Args>
   explicit CacheAdapter(Args&&... args) : cache_(std::forward<Args>(args)...) {}
 
-  Status append(std::size_t layer, std::int32_t position, std::span<const float> k,
-                std::span<const float> v) noexcept override {
-    return cache_.append(layer, position, k, v);
+  Status append(std::size_t layer, std::int32_t position, std::span<const float> k, std::span<const float> v,
+                TokenTag token_tag = tag::none) noexcept override {
+    // A cache without tags (PlainCache) ignores them.
+    if constexpr (requires { cache_.append(layer, position, k, v, token_tag); })
+      return cache_.append(layer, position, k, v, token_tag);
+    else
+      return cache_.append(layer, position, k, v);
   }
   void attend(std::size_t layer, std::span<const float> queries, std::span<float> out) noexcept override {
     cache_.attend(layer, queries, out);
   }
   void prefill(std::size_t layer, std::int32_t first_position, std::span<const float> keys,
-               std::span<const float> values) override {
-    cache_.prefill(layer, first_position, keys, values);
+               std::span<const float> values, std::span<const TokenTag> tags = {}) override {
+    if constexpr (requires { cache_.prefill(layer, first_position, keys, values, tags); })
+      cache_.prefill(layer, first_position, keys, values, tags);
+    else
+      cache_.prefill(layer, first_position, keys, values);
   }
   [[nodiscard]] std::size_t size(std::size_t layer, std::size_t kv_head) const override {
     return cache_.size(layer, kv_head);

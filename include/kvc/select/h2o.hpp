@@ -17,6 +17,10 @@
 // GQA: the container hands observe() the weights of the group's query heads combined per
 // Options::gqa_reduce (mean, sum or max); the paper is MHA, where there is nothing to combine.
 //
+// Sinks: `sinks` > 0 also keeps the first `sinks` tokens of the head forever (StreamingLLM's
+// attention sinks, the setting several follow-ups add to H2O); they come out of the heavy-hitter
+// share. Default 0: the paper, where initial tokens stay only if their score earns it.
+//
 // Default: recent_fraction = 0.5. The paper's experiments split the budget evenly between heavy
 // hitters and recent tokens (20% cache = 10% heavy + 10% recent; the reference scripts pass
 // --heavy_ratio 0.1 --recent_ratio 0.1).
@@ -49,12 +53,22 @@ struct H2O {
   // Share of each head's budget given to the most recent tokens; the rest goes to the heavy
   // hitters. In [0, 1].
   double recent_fraction = 0.5;
+  // First tokens of the head kept whatever their score (0: the paper).
+  std::size_t sinks = 0;
 
   void validate() const {
     if (!(recent_fraction >= 0.0 && recent_fraction <= 1.0))
       fail("kvc::select::H2O", "recent_fraction = {} must be in [0, 1]", recent_fraction);
   }
-  void setup(const PolicySetup&) const { validate(); }
+  // The sinks come out of the heavy-hitter share, so every budget must hold them next to its
+  // recent tokens.
+  void setup(const PolicySetup& setup) const {
+    validate();
+    for (std::size_t i = 0; i < setup.budgets.size(); ++i)
+      if (sinks > setup.budgets[i] - recent_tokens(setup.budgets[i]))
+        fail("kvc::select::H2O", "sinks = {} do not fit next to the {} recent tokens in the budget {} of layer {} KV head {}",
+             sinks, recent_tokens(setup.budgets[i]), setup.budgets[i], i / setup.shape.kv_heads, i % setup.shape.kv_heads);
+  }
 
   // Tokens beyond the end of `weights` (appended after this query) are not touched.
   void on_attend(const HeadRef<H2O>& head, std::span<const float> weights) const noexcept {
@@ -62,12 +76,25 @@ struct H2O {
     for (std::size_t i = 0; i < weights.size(); ++i) scores[i] += weights[i];
   }
 
-  // Linear time (keep_recent_and_largest, rank.hpp).
+  // Linear time (keep_recent_and_largest, rank.hpp). With sinks, the ranking runs over the older
+  // tokens after them.
   std::size_t select(const HeadRef<H2O>& head, std::span<std::uint32_t> keep) const noexcept {
     const std::span<const float> scores = head.column();
-    return keep_recent_and_largest(
-        head.size(), head.budget(), recent_tokens(head.budget()),
-        [&](std::size_t i) noexcept { return order_key(scores[i]); }, head.scratch(), keep);
+    const auto key = [&](std::size_t i) noexcept { return order_key(scores[i]); };
+    if (sinks == 0)
+      return keep_recent_and_largest(head.size(), head.budget(), recent_tokens(head.budget()), key, head.scratch(), keep);
+    const std::size_t n = head.size();
+    const RecentSplit split = split_recent(n, head.budget(), recent_tokens(head.budget()));
+    const std::size_t pinned = std::min(sinks, split.heavy);
+    std::size_t held = 0;
+    for (; held < pinned; ++held) keep[held] = static_cast<std::uint32_t>(held);
+    const std::size_t heavy = keep_largest(
+        split.older - pinned, split.heavy - pinned, [&](std::size_t i) noexcept { return key(pinned + i); },
+        head.scratch(), keep.data() + held);
+    for (std::size_t j = held; j < held + heavy; ++j) keep[j] += static_cast<std::uint32_t>(pinned);
+    held += heavy;
+    for (std::size_t i = split.older; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
+    return held;
   }
 
   // Tokens kept by recency out of a budget: round(budget * recent_fraction), halves away from 0.
