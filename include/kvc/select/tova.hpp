@@ -71,6 +71,12 @@ struct TOVA {
     }
     return held;
   }
+
+  // What select() ranks by, for merging (HeadRef::scores) and head-wise budgets: the weights.
+  void scores(const HeadRef<TOVA>& head, std::span<float> out) const noexcept {
+    const std::span<const float> weights = head.column();
+    std::copy(weights.begin(), weights.end(), out.begin());
+  }
 };
 
 }  // namespace kvc::select
