@@ -43,7 +43,8 @@ TEST(StackSpec, ParsesComponentsAndParameters) {
 TEST(StackSpec, AcceptsEveryExampleOfTheIssue) {
   for (const char* text : {"full", "streaming:sinks=4,recent=60", "h2o:budget=64", "h2o:budget=64+int4:group=8",
                            "pyramid:budget=64+h2o", "int8:group=8", "svd:rank=4", "h2o:budget=64+d2o",
-                           "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16"})
+                           "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16",
+                           "tova:budget=64+cam"})
     EXPECT_EQ(spec_error(text), "no error") << text;
 }
 
@@ -151,6 +152,9 @@ TEST(StackSpec, RunTimeStacksMatchCompileTimeCaches) {
       KVCache<ContiguousLayout, budget::PyramidKV, select::StreamingLLM>(
           s, {.budget = 12}, budget::PyramidKV{.beta = 20, .window = 2}, select::StreamingLLM{.sinks = 1}));
   expect_same_as_compile_time("tova:budget=6", KVCache<ContiguousLayout, select::TOVA>(s, {.budget = 6}));
+  expect_same_as_compile_time("h2o:budget=6+cam:tokens=4",
+                              KVCache<ContiguousLayout, select::H2O, merge::CaM>(s, {.budget = 6}, select::H2O{},
+                                                                                 merge::CaM{.merge_tokens = 4}));
 }
 
 // Prompt-time compression: prefill and attend a prompt, compress_prompt(), then decode.
