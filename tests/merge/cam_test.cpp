@@ -5,6 +5,7 @@
 #include "support/allocation_counter.hpp"
 #include "kvc/kvc.hpp"
 #include "kvc/merge/cam.hpp"
+#include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
@@ -145,6 +146,24 @@ TYPED_TEST(CaMLayouts, SamplingAtCertaintyMergesOrDrops) {
   auto cache = scripted<TypeParam>({2, 3, 4, 5}, {0.5f, 0.5f, 0, 0, 0, 0}, merge::CaM{.sample = false});
   cache.compress();
   EXPECT_THAT(value(cache, 0), ElementsAre(0, 10));
+}
+
+// Rows stored as int8: the kept value is decoded, the evicted one added, the sum re-encoded, so it
+// matches the definition on the decoded rows within one more rounding (half a step of the merged
+// row's range, about 2.35 / 255 here). p = 0.5 / 1: token 1 gets 0.5 * v0.
+TYPED_TEST(CaMLayouts, MergesIntoQuantizedRows) {
+  const Row k{1, 2, 3, 4, 5, 6, 7, 8};
+  const Row v0{0.0f, 0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f}, v1{1, 1, 1, 1, -1, -1, -1, -1};
+  KVCache<TypeParam, Scripted, merge::CaM, quant::PerToken> cache(
+      Shape{1, 1, 1, 8}, {.budget = 2, .auto_compress = false}, Scripted{{1, 2}, {0.5f, 1, 1}},
+      merge::CaM{.merge_tokens = 1, .sample = false}, quant::PerToken{.bits = 8, .group = 8});
+  cache.prefill(0, 0, concat({k, k, k}), concat({v0, v1, v1}));
+  Row d0(8), d1(8);
+  cache.view(0, 0).load_value(0, d0);
+  cache.view(0, 0).load_value(1, d1);
+  cache.compress();
+  const Row merged = value(cache, 0);
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_NEAR(merged[i], d1[i] + 0.5f * d0[i], 2.5f / 255.0f) << i;
 }
 
 // p = 0.3: over many sequences (seeds) the token is merged about 30 % of the time (binomial
