@@ -1,4 +1,4 @@
-// Token merging (kvc::merge::D2O) in a KVCache. Merging needs a selection policy; StreamingLLM
+// Token merging (kvc::merge::D2O, kvc::merge::CaM) in a KVCache. Merging needs a selection policy; StreamingLLM
 // (stateless, O(budget)) is the base, so the difference between a case and its "none" twin is
 // what D2O costs:
 //  * DecodeEvict: the steady state of a bounded cache (compress_slack 0): each step appends one
@@ -8,7 +8,9 @@
 //    budget: D2O is O(evicted x kept x head_dim) per head, twice with the EMA (a first pass for
 //    the mean similarity). Prefill is not timed; setup dominates, hence fixed iteration counts.
 // Variants: none (StreamingLLM alone), D2O with the EMA threshold (the paper's), D2O with a fixed
-// threshold (one pass). Shape: 4 layers, 32 query heads sharing 8 KV heads, head_dim 128, f16
+// threshold (one pass); CaM needs a selection with attention scores, so its twin is TOVA alone
+// ("tova") vs TOVA + CaM ("cam"), DecodeEvict only (CompressPass attends nothing: every score is
+// 0 and CaM would merge nothing). Shape: 4 layers, 32 query heads sharing 8 KV heads, head_dim 128, f16
 // rows; random normal data with fixed seeds.
 #include "kvc/kvc.hpp"
 #include "policy_bench.hpp"
@@ -26,15 +28,30 @@ namespace {
 
 using namespace kvc_bench;
 
-enum Variant : std::int64_t { kNone = 0, kEma = 1, kFixed = 2 };
-const char* variant_name(std::int64_t v) { return v == kNone ? "none" : v == kEma ? "D2O ema" : "D2O fixed"; }
+enum Variant : std::int64_t { kNone = 0, kEma = 1, kFixed = 2, kTova = 3, kCaM = 4 };
+const char* variant_name(std::int64_t v) {
+  switch (v) {
+    case kNone: return "none";
+    case kEma: return "D2O ema";
+    case kFixed: return "D2O fixed";
+    case kTova: return "tova";
+    default: return "tova + CaM";
+  }
+}
 
 // Calls body(cache) with a StreamingLLM cache, with or without D2O. Random keys are nearly
 // orthogonal (cosines around 0 +- 0.1): a fixed threshold of 0 merges about half of them.
 template <class Body>
 void with_cache(std::int64_t variant, const kvc::Options& options, Body&& body) {
   using kvc::select::StreamingLLM;
-  if (variant == kNone) {
+  using kvc::select::TOVA;
+  if (variant == kTova) {
+    kvc::KVCache<kvc::ContiguousLayout, TOVA> cache(kShape, options, TOVA{});
+    body(cache);
+  } else if (variant == kCaM) {
+    kvc::KVCache<kvc::ContiguousLayout, TOVA, kvc::merge::CaM> cache(kShape, options, TOVA{}, kvc::merge::CaM{});
+    body(cache);
+  } else if (variant == kNone) {
     kvc::KVCache<kvc::ContiguousLayout, StreamingLLM> cache(kShape, options, StreamingLLM{});
     body(cache);
   } else {
@@ -60,7 +77,7 @@ void BM_DecodeEvict(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeEvict)
     ->ArgNames({"d2o", "budget"})
-    ->ArgsProduct({{kNone, kEma, kFixed}, {256, 1024}})
+    ->ArgsProduct({{kNone, kEma, kFixed, kTova, kCaM}, {256, 1024}})
     ->MinTime(0.2)
     ->Unit(benchmark::kMicrosecond);
 

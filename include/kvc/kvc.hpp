@@ -10,6 +10,7 @@
 #include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
 #include "kvc/lowrank/svd.hpp"
+#include "kvc/merge/cam.hpp"
 #include "kvc/merge/d2o.hpp"
 #include "kvc/quant/fp8.hpp"
 #include "kvc/quant/per_token.hpp"

@@ -10,6 +10,7 @@
 #include "kvc/budget/pyramid_kv_prompt.hpp"
 #include "kvc/budget/uniform.hpp"
 #include "kvc/lowrank/svd.hpp"
+#include "kvc/merge/cam.hpp"
 #include "kvc/merge/d2o.hpp"
 #include "kvc/quant/fp8.hpp"
 #include "kvc/quant/per_token.hpp"
@@ -311,6 +312,16 @@ const auto entries = std::make_tuple(
                         d.ema = float(v["ema"]);
                         if (v.given("threshold")) d.threshold = float(v["threshold"]);
                         return d;
+                      }),
+    entry<merge::CaM>("cam", "merging",
+                      "CaM: an evicted value is spread over the next kept tokens, with probability its score / theirs "
+                      "(needs h2o, tova or snapkv)",
+                      {{"tokens", 32, 1, 1e6, true, "kept tokens after an evicted one that share its value"},
+                       {"sample", 1, 0, 1, true, "1 = Bernoulli draw (the paper), 0 = add the expectation"},
+                       {"seed", 0, 0, 1e9, true, "seed of the draws"}},
+                      [](const Values& v, Settings&) {
+                        return merge::CaM{.merge_tokens = v.count("tokens"), .sample = v.count("sample") == 1,
+                                          .seed = v.count("seed")};
                       }),
     quantizer("int8", 8), quantizer("int4", 4), quantizer("int2", 2),
     entry<quant::Fp8>("e4m3", "quantization", "fp8 e4m3 keys and values (OCP E4M3, no scale: 1 byte per element)", {},

@@ -45,7 +45,7 @@ TEST(StackSpec, AcceptsEveryExampleOfTheIssue) {
                            "pyramid:budget=64+h2o", "int8:group=8", "svd:rank=4", "h2o:budget=64+d2o",
                            "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16",
                            "h2o:budget=64,sinks=4", "scissorhands:budget=64", "keyformer:budget=64,seed=3",
-                           "sepllm:budget=64+int8"})
+                           "sepllm:budget=64+int8", "tova:budget=64+cam"})
     EXPECT_EQ(spec_error(text), "no error") << text;
 }
 
@@ -165,6 +165,9 @@ TEST(StackSpec, RunTimeStacksMatchCompileTimeCaches) {
   expect_same_as_compile_time("sepllm:budget=8,sinks=1,separators=3",
                               KVCache<ContiguousLayout, select::SepLLM>(
                                   s, {.budget = 8}, select::SepLLM{.sinks = 1, .separators = 3}));
+  expect_same_as_compile_time("h2o:budget=6+cam:tokens=4",
+                              KVCache<ContiguousLayout, select::H2O, merge::CaM>(s, {.budget = 6}, select::H2O{},
+                                                                                 merge::CaM{.merge_tokens = 4}));
 }
 
 // Prompt-time compression: prefill and attend a prompt, compress_prompt(), then decode.

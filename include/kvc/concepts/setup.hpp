@@ -14,6 +14,7 @@ struct PolicySetup {
   std::size_t key_dim = 0;                 // stored row dims (the rank under low rank)
   std::size_t value_dim = 0;
   std::size_t compress_slack = 0;          // a head holds up to budget + compress_slack + 1 tokens
+  bool selection_scores = false;           // merge() sees the selection's scores (HeadRef::scores)
 };
 
 // Order of calls when a cache is built: the quantization and low-rank getters (key_format,

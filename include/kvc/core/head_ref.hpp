@@ -56,6 +56,8 @@ struct HeadInfo {
   std::span<const std::int32_t> positions{};
   std::size_t budget = std::numeric_limits<std::size_t>::max();
   std::span<const TokenTag> tags{};
+  // The selection's scores (ScoringHook), one per token: handed to the merging hook only.
+  std::span<const float> scores{};
 };
 
 template <class P>
@@ -76,6 +78,11 @@ class HeadRef {
   [[nodiscard]] std::size_t budget() const noexcept { return info_.budget; }
   // The tags given at append, one per token in storage order (empty unless a policy reads them).
   [[nodiscard]] std::span<const TokenTag> tags() const noexcept { return info_.tags; }
+  // In merge() only: what the selection ranked the head's tokens by (higher was kept first), one
+  // per token in storage order, when the selection exposes them (ScoringHook: H2O's accumulated
+  // attention, TOVA's last weights, SnapKV's pooled window attention); empty otherwise and in
+  // every other hook. PolicySetup::selection_scores tells setup() whether they will be there.
+  [[nodiscard]] std::span<const float> scores() const noexcept { return info_.scores; }
 
   // The policy's per-token values, one per token in storage order (empty without a column).
   [[nodiscard]] std::span<column_type> column() const noexcept { return column_; }

@@ -68,6 +68,11 @@ class KVCache {
   // Whether the budget policy shares a layer's budget across its heads by the selection's scores
   // (AdaKV) at compress_prompt().
   static constexpr bool shares_budgets = (ShareHook<Policy> || ... || false) && (ScoringHook<Policy> || ... || false);
+  // Whether the merging policy sees the selection's scores (HeadRef::scores) in merge().
+  static constexpr bool merging_sees_scores = [] {
+    if constexpr (has_merging) return ScoringHook<Selection>;
+    return false;
+  }();
 
   static_assert(!has_merging || has_selection,
                 "A merging policy folds evicted tokens into kept ones, so it needs a selection policy "
@@ -393,7 +398,7 @@ class KVCache {
     std::apply([&](const auto&... p) { ((policies += workspace_of(p)), ...); }, policies_);
     std::apply([&](const auto&... st) { ((policies += workspace_of(st)), ...); }, states_);
     return policies + (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
-            weights_.capacity() + rows_.capacity()) * sizeof(float) +
+            weights_.capacity() + rows_.capacity() + merge_scores_.capacity()) * sizeof(float) +
            (keep_.capacity() + evicted_.capacity() + scratch_.capacity()) * sizeof(std::uint32_t) +
            segments_.capacity() * sizeof(kernels::Segment);
   }
@@ -471,14 +476,15 @@ class KVCache {
 
   // The view of head i that a hook of the policy in `Slot` receives.
   template <std::size_t Slot>
-  HeadRef<policy_at<Slot>> ref(std::size_t layer, std::size_t h, std::size_t i, HeadView* rows) noexcept {
+  HeadRef<policy_at<Slot>> ref(std::size_t layer, std::size_t h, std::size_t i, HeadView* rows,
+                               std::span<const float> scores = {}) noexcept {
     using P = policy_at<Slot>;
     std::span<column_t<P>> column;
     if constexpr (HasColumn<P>) column = std::get<Slot>(columns_)[i];
     const std::size_t budget = budgets_.empty() ? std::numeric_limits<std::size_t>::max() : budgets_[i];
     std::span<const TokenTag> tags;
     if constexpr (keeps_tags) tags = tags_[i];
-    return HeadRef<P>(HeadInfo{layer, h, positions_[i], budget, tags}, column,
+    return HeadRef<P>(HeadInfo{layer, h, positions_[i], budget, tags, scores}, column,
                       std::span<std::uint32_t>(scratch_.data(), std::min(scratch_.size(), positions_[i].size())),
                       &std::get<Slot>(states_), rows);
   }
@@ -652,7 +658,8 @@ class KVCache {
   }
 
   void setup_policies() {
-    const PolicySetup setup{shape_, options_.capacity, budgets_, key_dim_, value_dim_, options_.compress_slack};
+    const PolicySetup setup{shape_,    options_.capacity,       budgets_,           key_dim_,
+                            value_dim_, options_.compress_slack, merging_sees_scores};
     for_each_policy([&](auto& p, auto slot) {
       if constexpr (requires(state_t<std::remove_cvref_t<decltype(p)>>& s) { p.setup(setup, s); })  // see clear()
         p.setup(setup, state_at<slot>());
@@ -863,7 +870,13 @@ class KVCache {
         else
           evicted_[e++] = static_cast<std::uint32_t>(t);
       }
-      merging().merge(ref<detail::family_index<family::merging, Policy...>()>(layer, h, i, &rows), kept_span,
+      std::span<const float> scores;
+      if constexpr (merging_sees_scores) {
+        scores = std::span<float>(merge_scores_.data(), n);
+        selection().scores(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows),
+                           std::span<float>(merge_scores_.data(), n));
+      }
+      merging().merge(ref<detail::family_index<family::merging, Policy...>()>(layer, h, i, &rows, scores), kept_span,
                       std::span<const std::uint32_t>(evicted_.data(), e));
     }
     compact(layer, h, i, kept_span, rows);
@@ -1074,6 +1087,7 @@ class KVCache {
       weights_.resize(grown);
     }
     if constexpr (has_merging) evicted_.resize(grown);
+    if constexpr (merging_sees_scores) merge_scores_.resize(grown);
     if constexpr (has_selection) scratch_.resize(grown);
     std::size_t most_segments = 0;
     for (const auto& s : stores_) most_segments = std::max(most_segments, s.max_segments(grown));
@@ -1131,6 +1145,7 @@ class KVCache {
   std::size_t workspace_rows_ = 0;
   std::size_t logits_stride_ = 0;
   std::vector<float> queries_, acc_, max_, sum_, logits_, weights_, rows_;
+  std::vector<float> merge_scores_;  // the selection's scores handed to merge() (merging_sees_scores)
   std::vector<std::uint32_t> keep_, evicted_, scratch_;
   std::vector<kernels::Segment> segments_;
   // The prompt's last window_ queries of each layer ([layer][window_][query_heads * head_dim]),

@@ -97,6 +97,13 @@ struct H2O {
     return held;
   }
 
+  // The accumulated attention of every token, for merging (HeadRef::scores) and head-wise budgets.
+  // The recent tokens are kept whatever their score; merging wants their attention, not a rank.
+  void scores(const HeadRef<H2O>& head, std::span<float> out) const noexcept {
+    const std::span<const float> sums = head.column();
+    std::copy(sums.begin(), sums.end(), out.begin());
+  }
+
   // Tokens kept by recency out of a budget: round(budget * recent_fraction), halves away from 0.
   [[nodiscard]] std::size_t recent_tokens(std::size_t budget) const noexcept {
     const auto r = static_cast<std::size_t>(std::llround(static_cast<double>(budget) * recent_fraction));

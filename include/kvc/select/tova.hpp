@@ -57,6 +57,12 @@ struct TOVA {
         head.size(), head.budget(), [&](std::size_t i) noexcept { return std::bit_cast<std::uint32_t>(scores[i]); },
         head.scratch(), keep.data());
   }
+
+  // What select() ranks by, for merging (HeadRef::scores) and head-wise budgets: the weights.
+  void scores(const HeadRef<TOVA>& head, std::span<float> out) const noexcept {
+    const std::span<const float> weights = head.column();
+    std::copy(weights.begin(), weights.end(), out.begin());
+  }
 };
 
 }  // namespace kvc::select
