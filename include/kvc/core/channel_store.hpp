@@ -93,8 +93,6 @@ class ChannelStore {
   }
 
   [[nodiscard]] bool enabled() const noexcept { return config_ != nullptr; }
-  [[nodiscard]] std::size_t frozen(std::size_t head) const noexcept { return heads_[head].frozen; }
-  [[nodiscard]] std::size_t tail(std::size_t head) const noexcept { return heads_[head].tail; }
   [[nodiscard]] Head& head(std::size_t i) noexcept { return heads_[i]; }
 
   // Room for the parameters of every group of `tokens` tokens: the hot path then never allocates.
