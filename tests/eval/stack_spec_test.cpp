@@ -45,7 +45,8 @@ TEST(StackSpec, AcceptsEveryExampleOfTheIssue) {
                            "pyramid:budget=64+h2o", "int8:group=8", "svd:rank=4", "h2o:budget=64+d2o",
                            "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16",
                            "h2o:budget=64,sinks=4", "scissorhands:budget=64", "keyformer:budget=64,seed=3",
-                           "sepllm:budget=64+int8", "tova:budget=64+cam"})
+                           "sepllm:budget=64+int8", "tova:budget=64+cam",
+                           "kivi:bits=2,group=32,residual=128", "h2o:budget=64+kivi:bits=4"})
     EXPECT_EQ(spec_error(text), "no error") << text;
 }
 
