@@ -3,6 +3,7 @@
 // every block of the prefix until one side writes it (copy on write), and removal on one side
 // leaves the other untouched.
 #include "core/test_policies.hpp"
+#include "kvc/quant/kivi.hpp"
 #include "kvc/select/h2o.hpp"
 
 #include <gmock/gmock.h>
@@ -90,6 +91,24 @@ TYPED_TEST(Fork, RemovalOnOneSideLeavesTheOtherIntact) {
   run(fresh, 0, 0, 10);
   EXPECT_EQ(run(original, 5, 10, 3), run(fresh, 5, 10, 3)) << "the original saw its rows moved";
   EXPECT_EQ(forked.size(0, 0), 6u);
+}
+
+// KIVI's frozen groups and tails: a freeze after the fork writes rows the original still shares
+// (the tail's), and an eviction re-encodes from a group start before the first evicted token.
+TYPED_TEST(Fork, PerChannelKeysDivergeAsTwoFreshCachesWould) {
+  const Options o{.budget = 26, .isa = kScalar};
+  const quant::Kivi kivi{.bits = 4, .group = 8, .residual = 8};
+  auto original = make_cache<TypeParam>(o, select::H2O{}, kivi);
+  run(original, 0, 0, 21);
+  auto forked = original.fork();
+  const auto out_original = run(original, 1, 21, 17);
+  const auto out_forked = run(forked, 2, 21, 17);
+  auto fresh1 = make_cache<TypeParam>(o, select::H2O{}, kivi);
+  run(fresh1, 0, 0, 21);
+  EXPECT_EQ(run(fresh1, 1, 21, 17), out_original);
+  auto fresh2 = make_cache<TypeParam>(o, select::H2O{}, kivi);
+  run(fresh2, 0, 0, 21);
+  EXPECT_EQ(run(fresh2, 2, 21, 17), out_forked);
 }
 
 TEST(ForkPaged, SharesThePrefixUntilEitherSideWritesIt) {
