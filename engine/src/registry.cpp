@@ -18,6 +18,10 @@
 #include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
 #include "kvc/select/tova.hpp"
+#include "kvc/select/keydiff.hpp"
+#include "kvc/select/observed_attention.hpp"
+#include "kvc/select/lagkv.hpp"
+#include "kvc/select/chunkkv.hpp"
 
 #include <fmt/format.h>
 
@@ -196,6 +200,41 @@ const auto entries = std::make_tuple(
                           set_ratio(s, v, "tova");
                           return select::TOVA{};
                         }),
+    entry<select::KeyDiff>("keydiff", "selection",
+                           "KeyDiff: compress the prompt once to the keys least like the head's mean key direction",
+                           {budget_param(), ratio_param()}, [](const Values& v, Settings& s) {
+                             set_budget(s, v, "keydiff");
+                             set_ratio(s, v, "keydiff");
+                             return select::KeyDiff{};
+                           }),
+    entry<select::ObservedAttention>(
+        "observed", "selection",
+        "ObservedAttention: compress the prompt once to the tokens every prompt query attended to most on average",
+        {budget_param(), ratio_param()}, [](const Values& v, Settings& s) {
+          set_budget(s, v, "observed");
+          set_ratio(s, v, "observed");
+          return select::ObservedAttention{};
+        }),
+    entry<select::LagKV>(
+        "lagkv", "selection",
+        "LagKV: compress the prompt once, each chunk of `lag` tokens scored against the next, sinks and tail kept",
+        {budget_param(), ratio_param(), {"sinks", 4, 0, 1e6, true, "first tokens always kept"},
+         {"lag", 128, 2, 1e6, true, "tokens per chunk; each chunk is scored against the next"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "lagkv");
+          set_ratio(s, v, "lagkv");
+          return select::LagKV{.sinks = v.count("sinks"), .lag = v.count("lag")};
+        }),
+    entry<select::ChunkKV>(
+        "chunkkv", "selection",
+        "ChunkKV: compress the prompt once to whole chunks of tokens, ranked by the last `window` queries' attention",
+        {budget_param(), ratio_param(), {"chunk", 10, 1, 1e6, true, "tokens per chunk, the unit of selection"},
+         {"window", 32, 1, 1e6, true, "observation window: the prompt's last queries"}},
+        [](const Values& v, Settings& s) {
+          set_budget(s, v, "chunkkv");
+          set_ratio(s, v, "chunkkv");
+          return select::ChunkKV{.chunk = v.count("chunk"), .window = v.count("window")};
+        }),
     entry<budget::Uniform>("uniform", "budget", "every (layer, KV head) keeps the same budget (the default without one)",
                            {budget_param()},
                            [](const Values& v, Settings& s) {

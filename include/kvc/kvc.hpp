@@ -18,3 +18,7 @@
 #include "kvc/select/snapkv.hpp"
 #include "kvc/select/streaming_llm.hpp"
 #include "kvc/select/tova.hpp"
+#include "kvc/select/keydiff.hpp"
+#include "kvc/select/observed_attention.hpp"
+#include "kvc/select/lagkv.hpp"
+#include "kvc/select/chunkkv.hpp"

@@ -213,6 +213,16 @@ TEST(StackSpec, PromptCompressionMatchesCompileTimeCaches) {
                                                                budget::AdaKV{.alpha = 0.5}, select::SnapKV{.window = 4}));
   expect_prompt_same_as_compile_time("tova:ratio=0.5",
                                      KVCache<ContiguousLayout, select::TOVA>(s, {.budget_ratio = 0.5, .capacity = 64}));
+  expect_prompt_same_as_compile_time("keydiff:budget=10", KVCache<ContiguousLayout, select::KeyDiff>(s, {.budget = 10}));
+  expect_prompt_same_as_compile_time(
+      "observed:ratio=0.25", KVCache<ContiguousLayout, select::ObservedAttention>(s, {.budget_ratio = 0.25, .capacity = 64}));
+  expect_prompt_same_as_compile_time(
+      "lagkv:budget=20,sinks=2,lag=4",
+      KVCache<ContiguousLayout, select::LagKV>(s, {.budget = 20}, select::LagKV{.sinks = 2, .lag = 4}));
+  expect_prompt_same_as_compile_time(
+      "chunkkv:ratio=0.5,chunk=3,window=4",
+      KVCache<ContiguousLayout, select::ChunkKV>(s, {.budget_ratio = 0.5, .capacity = 64},
+                                                 select::ChunkKV{.chunk = 3, .window = 4}));
 }
 
 TEST(StackSpec, BudgetOrRatioIsRequiredAndChecked) {
