@@ -10,8 +10,10 @@
 // with fixed seeds.
 //  * PromptCompress: compress_prompt() of a 4K-token prompt, every layer of SmolLM2's shape
 //    (30 layers, 9 query heads sharing 3 KV heads, head_dim 64), to a quarter of the prompt
-//    (budget_ratio 0.25) with SnapKV, TOVA, AdaKV+SnapKV and the published PyramidKV; prefill
-//    and the window's attend are not timed.
+//    (budget_ratio 0.25) with SnapKV, TOVA, AdaKV+SnapKV, the published PyramidKV, KeyDiff,
+//    ObservedAttention, LagKV and ChunkKV; prefill and the window's attend are not timed
+//    (ObservedAttention's scores accumulate during that attend, so its timed part is the ranking
+//    alone, whatever number of queries attended: one, here).
 //  * DecodeAfterPrompt: a decode step (append + attend, every layer) of that cache after the
 //    compression, against the full cache holding as many tokens per head (1K): what uniform
 //    budgets of the same size cost.
@@ -21,6 +23,7 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <span>
@@ -40,6 +43,14 @@ const char* policy_name() {
     return "SnapKV";
   else if constexpr (std::is_same_v<P, kvc::select::TOVA>)
     return "TOVA";
+  else if constexpr (std::is_same_v<P, kvc::select::KeyDiff>)
+    return "KeyDiff";
+  else if constexpr (std::is_same_v<P, kvc::select::ObservedAttention>)
+    return "ObservedAttention";
+  else if constexpr (std::is_same_v<P, kvc::select::LagKV>)
+    return "LagKV";
+  else if constexpr (std::is_same_v<P, kvc::select::ChunkKV>)
+    return "ChunkKV";
   else
     return "StreamingLLM";
 }
@@ -134,10 +145,11 @@ void prompt_into(Cache& cache, const std::vector<float>& keys, const std::vector
   }
 }
 
+// At least one query: attend() needs one, and the attention-free selections observe none.
 template <class Selection>
 std::size_t window_of() {
   if constexpr (kvc::PromptHook<Selection>)
-    return Selection{}.observation_window();
+    return std::max<std::size_t>(Selection{}.observation_window(), 1);
   else
     return 1;
 }
@@ -172,6 +184,10 @@ BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::SnapKV)->Iterations(5)-
 BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::TOVA)->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::budget::AdaKV, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_PromptCompress, kvc::budget::PyramidKVPrompt, kvc::select::SnapKV)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::KeyDiff)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::ObservedAttention)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::LagKV)->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_PromptCompress, void, kvc::select::ChunkKV)->Iterations(5)->Unit(benchmark::kMillisecond);
 
 template <class Cache>
 void decode_steps(benchmark::State& state, Cache& cache, std::int32_t position) {
