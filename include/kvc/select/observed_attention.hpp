@@ -21,7 +21,7 @@
 // if the missing ones gave zero weight.
 //
 // Memory: kvpress asks the model for the eager attention matrix, n^2 floats per query head of a
-// layer (4K-token prompt: 64 MB per head); here the weights are folded into one float per cached
+// layer (4K-token prompt: 64 MiB per head); here the weights are folded into one float per cached
 // token per (layer, KV head) as the fused kernel produces them, so nothing of size n^2 exists.
 // Cost: the cache computes the weights (one softmax pass over each query's logits) for every
 // attend() call, decoding included (they keep accumulating, unused, after the compression);
