@@ -41,7 +41,7 @@
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/core/head_ref.hpp"
-#include "kvc/select/detail/keep_highest.hpp"
+#include "kvc/select/rank.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -98,7 +98,8 @@ struct ChunkKV {
       for (std::size_t i = c * chunk; i < std::min(prefix, (c + 1) * chunk); ++i) sum += scores[i];
       scores[c] = sum;
     }
-    const std::size_t picked = detail::keep_highest(scores, 0, chunks, kept_chunks, head.scratch(), keep, 0);
+    const std::size_t picked = keep_largest(
+        chunks, kept_chunks, [&](std::size_t c) noexcept { return order_key(scores[c]); }, head.scratch(), keep.data());
     // Chunk indices (ascending) to their tokens, from the last: the j-th kept chunk's tokens go
     // to keep[j * chunk...], at or after keep[j], so no index is overwritten before it is read.
     // Only the last chunk can be short, and it is the last one kept if kept at all.

@@ -31,7 +31,8 @@
 #include "kvc/concepts/selection.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/core/head_ref.hpp"
-#include "kvc/select/detail/keep_highest.hpp"
+#include "kvc/select/detail/row_buffer.hpp"
+#include "kvc/select/rank.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -55,7 +56,8 @@ struct KeyDiff {
     const std::size_t n = head.size();
     const std::span<float> scores = head.column();
     score(head, scores);
-    return detail::keep_highest(scores, 0, n, std::min(head.budget(), n), head.scratch(), keep, 0);
+    return keep_largest(n, head.budget(), [&](std::size_t i) noexcept { return order_key(scores[i]); }, head.scratch(),
+                        keep.data());
   }
 
 

@@ -41,7 +41,8 @@
 #include "kvc/concepts/setup.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/core/head_ref.hpp"
-#include "kvc/select/detail/keep_highest.hpp"
+#include "kvc/select/detail/row_buffer.hpp"
+#include "kvc/select/rank.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -93,7 +94,12 @@ struct LagKV {
     const std::size_t share = budget - sinks - (n - scored_end), scored = chunks - 1;
     for (std::size_t c = 0; c < scored; ++c) {
       const std::size_t quota = share / scored + (c >= scored - share % scored ? 1 : 0);
-      held = detail::keep_highest(head.column(), sinks + c * lag, lag, quota, head.scratch(), keep, held);
+      const std::size_t first = sinks + c * lag;
+      const std::span<const float> scores = head.column().subspan(first, lag);
+      const std::size_t got = keep_largest(lag, quota, [&](std::size_t i) noexcept { return order_key(scores[i]); },
+                                           head.scratch(), keep.data() + held);
+      for (std::size_t j = held; j < held + got; ++j) keep[j] += static_cast<std::uint32_t>(first);
+      held += got;
     }
     for (std::size_t i = scored_end; i < n; ++i) keep[held++] = static_cast<std::uint32_t>(i);
     return held;

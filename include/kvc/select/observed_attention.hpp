@@ -29,7 +29,7 @@
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/core/head_ref.hpp"
-#include "kvc/select/detail/keep_highest.hpp"
+#include "kvc/select/rank.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -59,7 +59,8 @@ struct ObservedAttention {
     const std::size_t n = head.size();
     const std::span<float> scores = head.column();
     for (std::size_t i = 0; i < n; ++i) scores[i] /= static_cast<float>(n - i);
-    return detail::keep_highest(scores, 0, n, std::min(head.budget(), n), head.scratch(), keep, 0);
+    return keep_largest(n, head.budget(), [&](std::size_t i) noexcept { return order_key(scores[i]); }, head.scratch(),
+                        keep.data());
   }
 };
 
