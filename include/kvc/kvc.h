@@ -44,7 +44,10 @@ typedef enum kvc_status {
   /* An output buffer is too short; its required length was still written. */
   KVC_ERROR_BUFFER_TOO_SMALL = 3,
   /* An unexpected failure inside the library (a defect: please report the message). */
-  KVC_ERROR_INTERNAL = 4
+  KVC_ERROR_INTERNAL = 4,
+  /* Never returned: makes every int32 value a valid kvc_status in C++ too, so a status that a
+   * newer library returns, or any int a caller casts, may be passed to kvc_status_name. */
+  KVC_STATUS_MAX_ENUM = 0x7fffffff
 } kvc_status;
 
 typedef struct kvc_stack kvc_stack;
