@@ -106,7 +106,7 @@ KVC_C_API kvc_status kvc_cache_append(kvc_cache* cache, size_t layer, int32_t po
 KVC_C_API kvc_status kvc_cache_prefill(kvc_cache* cache, size_t layer, int32_t first_position, const float* keys,
                                        size_t keys_count, const float* values, size_t values_count);
 /* Attention of the last n tokens appended to `layer` (causal among themselves), n = number of
- * query tokens: queries and out hold n * query_heads * head_dim floats. */
+ * query tokens: queries and out hold n * query_heads * head_dim floats and do not overlap. */
 KVC_C_API kvc_status kvc_cache_attend(kvc_cache* cache, size_t layer, const float* queries, size_t queries_count,
                                       float* out, size_t out_count);
 /* Compresses the prompt of every layer once, after it was prefilled and attended (what SnapKV
