@@ -7,6 +7,7 @@
 // with a message.
 #include "kvc/kvc.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -80,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   // Small values so a valid shape stays within the fuzzer's memory limit; 0 is invalid.
   const kvc_shape shape{in.pick(3), in.pick(7), in.pick(4), std::size_t{8} * in.pick(5)};
-  const kvc_options options{in.pick(2) == 0 ? 0 : 64};
+  const kvc_options options{in.pick(2) == 0 ? std::size_t{0} : std::size_t{64}};
   kvc_cache* cache = nullptr;
   const kvc_status created = checked(kvc_cache_create(&shape, in.pick(4) == 0 ? nullptr : &options, stack, &cache));
   check(kvc_stack_destroy(stack) == KVC_OK);

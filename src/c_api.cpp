@@ -124,6 +124,7 @@ const char* kvc_status_name(kvc_status status) {
     case KVC_ERROR_OUT_OF_MEMORY: return "KVC_ERROR_OUT_OF_MEMORY";
     case KVC_ERROR_BUFFER_TOO_SMALL: return "KVC_ERROR_BUFFER_TOO_SMALL";
     case KVC_ERROR_INTERNAL: return "KVC_ERROR_INTERNAL";
+    case KVC_STATUS_MAX_ENUM: break;
   }
   return "unknown status";
 }

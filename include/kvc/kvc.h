@@ -44,7 +44,10 @@ typedef enum kvc_status {
   /* An output buffer is too short; its required length was still written. */
   KVC_ERROR_BUFFER_TOO_SMALL = 3,
   /* An unexpected failure inside the library (a defect: please report the message). */
-  KVC_ERROR_INTERNAL = 4
+  KVC_ERROR_INTERNAL = 4,
+  /* Never returned: makes every int32 value a valid kvc_status in C++ too, so a status that a
+   * newer library returns, or any int a caller casts, may be passed to kvc_status_name. */
+  KVC_STATUS_MAX_ENUM = 0x7fffffff
 } kvc_status;
 
 typedef struct kvc_stack kvc_stack;
@@ -103,7 +106,7 @@ KVC_C_API kvc_status kvc_cache_append(kvc_cache* cache, size_t layer, int32_t po
 KVC_C_API kvc_status kvc_cache_prefill(kvc_cache* cache, size_t layer, int32_t first_position, const float* keys,
                                        size_t keys_count, const float* values, size_t values_count);
 /* Attention of the last n tokens appended to `layer` (causal among themselves), n = number of
- * query tokens: queries and out hold n * query_heads * head_dim floats. */
+ * query tokens: queries and out hold n * query_heads * head_dim floats and do not overlap. */
 KVC_C_API kvc_status kvc_cache_attend(kvc_cache* cache, size_t layer, const float* queries, size_t queries_count,
                                       float* out, size_t out_count);
 /* Compresses the prompt of every layer once, after it was prefilled and attended (what SnapKV
