@@ -156,15 +156,17 @@ inline void softmax_step(float logit, const float* v, std::size_t v_dim, float& 
   m = m_new;
 }
 
-// Row by row, in order: decode, logit = scale * sequential dot product, online-softmax update.
-inline void attend(const AttendArgs& a) noexcept {
+// Row by row, in order: decode (the key of row `row`, at `k_row`, by decode_key), logit = scale *
+// sequential dot product, online-softmax update.
+template <class DecodeKey>
+inline void attend_rows(const AttendArgs& a, DecodeKey&& decode_key) noexcept {
   std::array<float, kMaxDim> k{};
   std::array<float, kMaxDim> v{};
   std::size_t row = 0;
   for (std::size_t s = 0; s < a.n_segments && row < a.rows; ++s) {
     const Segment& seg = a.segments[s];
     for (std::size_t r = 0; r < seg.rows && row < a.rows; ++r, ++row) {
-      decode_row(a.k_format, a.k_dim, seg.k + r * a.k_stride, k.data());
+      decode_key(row, seg.k + r * a.k_stride, k.data());
       decode_row(a.v_format, a.v_dim, seg.v + r * a.v_stride, v.data());
       for (std::size_t h = 0; h < a.n_q; ++h) {
         const float* q = a.q + h * a.k_dim;
@@ -176,6 +178,25 @@ inline void attend(const AttendArgs& a) noexcept {
       }
     }
   }
+}
+
+inline void attend(const AttendArgs& a) noexcept {
+  attend_rows(a, [&](std::size_t, const std::byte* k_row, float* k) { decode_row(a.k_format, a.k_dim, k_row, k); });
+}
+
+// Keys as per-channel codes (table.hpp, Table::attend_channels): element c of row r is
+// fma(code, scale_c, min_c) with the pair of channel c in group r / group_tokens, exactly as
+// decode_channels decodes a block.
+inline void attend_channels(const AttendArgs& a, const std::byte* key_params, std::size_t group_tokens) noexcept {
+  const unsigned bits = bits_of(a.k_format.dtype);
+  attend_rows(a, [&](std::size_t row, const std::byte* codes, float* k) {
+    const std::byte* params = key_params + row / group_tokens * a.k_dim * kGroupParamBytes;
+    for (std::size_t c = 0; c < a.k_dim; ++c) {
+      GroupParams p;
+      std::memcpy(&p, params + c * kGroupParamBytes, kGroupParamBytes);
+      k[c] = std::fma(static_cast<float>(get_code(codes, c, bits)), half::f16_to_f32(p.scale), half::f16_to_f32(p.min));
+    }
+  });
 }
 
 inline void softmax_weights(const float* logits, std::size_t n, float max, float scale, Combine combine,

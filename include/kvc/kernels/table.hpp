@@ -137,6 +137,13 @@ struct Table {
                           std::size_t src_stride, std::byte* dst) noexcept;
   void (*decode_channels)(Dtype dtype, std::size_t dim, std::size_t tokens, const std::byte* src,
                           float* dst, std::size_t dst_stride) noexcept;
+  // attend over rows whose keys are per-channel codes (KIVI's frozen groups): the segments' key
+  // rows are the codes of one token each (code_bytes of args.k_format = {q8|q4|q2, 0}, k_stride
+  // apart), row r (counted from the first row of the segments) belongs to group r / group_tokens,
+  // whose k_dim {f16 scale, f16 min} pairs, one per channel, start at key_params + g * k_dim *
+  // kGroupParamBytes. Values are rows of args.v_format as for attend, with the same online-softmax
+  // state and logits. Exact precision only (args.precision is ignored).
+  void (*attend_channels)(const AttendArgs& args, const std::byte* key_params, std::size_t group_tokens) noexcept;
   // out[r] = combine(out[r], exp(logits[r] - max) * scale) for r < n: one query head's softmax
   // weights from the logits attend wrote and its final max and 1 / sum. Within 2 ulp of the
   // reference's std::exp (not bitwise).

@@ -30,6 +30,10 @@ void decode_channels_avx2(Dtype dtype, std::size_t dim, std::size_t tokens, cons
   decode_channels<Ops256>(dtype, dim, tokens, src, dst, dst_stride);
 }
 
+void attend_channels_avx2(const AttendArgs& a, const std::byte* key_params, std::size_t group_tokens) noexcept {
+  attend_channels<Ops256>(a, key_params, group_tokens);
+}
+
 void softmax_weights_avx2(const float* logits, std::size_t n, float max, float scale, Combine combine,
                           float* out) noexcept {
   softmax_weights<Ops256>(logits, n, max, scale, combine, out);
@@ -41,6 +45,7 @@ template <>
 const Table& isa_table<Isa::avx2>() noexcept {
   static constexpr Table table{Isa::avx2,  &encode_rows_avx2,     &decode_rows_avx2,
                                &attend_avx2, &encode_channels_avx2, &decode_channels_avx2,
+                               &attend_channels_avx2,
                                &softmax_weights_avx2};
   return table;
 }

@@ -35,6 +35,10 @@ void decode_channels_avx512(Dtype dtype, std::size_t dim, std::size_t tokens, co
   decode_channels<Ops512>(dtype, dim, tokens, src, dst, dst_stride);
 }
 
+void attend_channels_avx512(const AttendArgs& a, const std::byte* key_params, std::size_t group_tokens) noexcept {
+  attend_channels<Ops512>(a, key_params, group_tokens);
+}
+
 void softmax_weights_avx512(const float* logits, std::size_t n, float max, float scale, Combine combine,
                             float* out) noexcept {
   softmax_weights<Ops512>(logits, n, max, scale, combine, out);
@@ -46,6 +50,7 @@ template <>
 const Table& isa_table<Isa::avx512>() noexcept {
   static constexpr Table table{Isa::avx512,  &encode_rows_avx512,     &decode_rows_avx512,
                                &attend_avx512, &encode_channels_avx512, &decode_channels_avx512,
+                               &attend_channels_avx512,
                                &softmax_weights_avx512};
   return table;
 }

@@ -7,7 +7,8 @@ namespace kvc::kernels {
 template <>
 const Table& isa_table<Isa::scalar>() noexcept {
   static constexpr Table table{Isa::scalar, &ref::encode_rows, &ref::decode_rows, &ref::attend,
-                               &ref::encode_channels, &ref::decode_channels, &ref::softmax_weights};
+                               &ref::encode_channels, &ref::decode_channels, &ref::attend_channels,
+                               &ref::softmax_weights};
   return table;
 }
 

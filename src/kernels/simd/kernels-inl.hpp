@@ -6,3 +6,4 @@
 #include "codec-inl.hpp"
 #include "attend-inl.hpp"
 #include "softmax-inl.hpp"
+#include "attend_channels-inl.hpp"
