@@ -12,6 +12,7 @@
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
 #include "kvc/quant/fp8.hpp"
+#include "kvc/quant/kivi.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/knorm.hpp"

@@ -2,10 +2,12 @@
 // KVCache<Layout, Policy...>: the KV cache of one sequence, all layers and KV heads, with any
 // combination of one policy per family. See docs/architecture.md for the data flow.
 #include "kvc/concepts/budget.hpp"
+#include "kvc/concepts/quantization.hpp"
 #include "kvc/concepts/hooks.hpp"
 #include "kvc/concepts/layout.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
+#include "kvc/core/channel_store.hpp"
 #include "kvc/core/checked.hpp"
 #include "kvc/core/contiguous_layout.hpp"
 #include "kvc/core/error.hpp"
@@ -65,6 +67,9 @@ class KVCache {
   // Whether the budget policy shares a layer's budget across its heads by the selection's scores
   // (AdaKV) at compress_prompt().
   static constexpr bool shares_budgets = (ShareHook<Policy> || ... || false) && (ScoringHook<Policy> || ... || false);
+  // Whether the quantization may ask for per-channel keys (core/channel_store.hpp); its
+  // channel_keys() decides at run time.
+  static constexpr bool has_channel_keys = (ChannelKeyHook<Policy> || ... || false);
 
   static_assert(!has_merging || has_selection,
                 "A merging policy folds evicted tokens into kept ones, so it needs a selection policy "
@@ -303,7 +308,7 @@ class KVCache {
         const auto& pos = positions_[i];
         std::size_t t = 0;
         while (t < pos.size() && (pos[t] < first || pos[t] > last)) ++t;
-        if (t < pos.size()) stores_[i].make_writable(t);
+        if (t < pos.size()) stores_[i].make_writable(channels_.enabled() ? channels_.first_written(t) : t);
       }
     } catch (const std::bad_alloc&) {
       fail("KVCache::remove", "out of memory copying blocks shared with a fork");
@@ -334,6 +339,7 @@ class KVCache {
     std::fill(prompt_done_.begin(), prompt_done_.end(), char{0});
     if (options_.budget_ratio > 0.0) std::fill(budgets_.begin(), budgets_.end(), unbounded_budget());
     for (auto& s : stores_) s.resize(0);
+    channels_.clear();
     for (auto& p : positions_) p.clear();
     for (std::size_t i = 0; i < positions_.size(); ++i) for_each_column(i, [](auto& c) { c.clear(); });
     for_each_policy([&](auto& p, auto slot) {
@@ -373,6 +379,7 @@ class KVCache {
   [[nodiscard]] std::size_t memory_bytes() const noexcept {
     std::size_t bytes = 0;
     for (const auto& s : stores_) bytes += s.memory_bytes();
+    bytes += channels_.memory_bytes();
     for (const auto& p : positions_) bytes += p.capacity() * sizeof(std::int32_t);
     std::apply([&](const auto&... c) { (column_bytes(c, bytes), ...); }, columns_);
     std::apply([&](const auto&... p) { ((bytes += memory_of(p)), ...); }, policies_);
@@ -383,7 +390,7 @@ class KVCache {
     std::size_t policies = 0;
     std::apply([&](const auto&... p) { ((policies += workspace_of(p)), ...); }, policies_);
     std::apply([&](const auto&... st) { ((policies += workspace_of(st)), ...); }, states_);
-    return policies + (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
+    return policies + channels_.workspace_bytes() + (queries_.capacity() + acc_.capacity() + max_.capacity() + sum_.capacity() + logits_.capacity() +
             weights_.capacity() + rows_.capacity()) * sizeof(float) +
            (keep_.capacity() + evicted_.capacity() + scratch_.capacity()) * sizeof(std::uint32_t) +
            segments_.capacity() * sizeof(kernels::Segment);
@@ -502,9 +509,14 @@ class KVCache {
   }
   [[nodiscard]] std::size_t head_size(std::size_t i) const noexcept { return positions_[i].size(); }
   [[nodiscard]] HeadView head_view(std::size_t layer, std::size_t kv_head, std::size_t i) noexcept {
-    auto& s = stores_[i];
     return HeadView(layer, kv_head, positions_[i], *table_, key_format_, value_format_, key_dim_, value_dim_,
-                    {&s, &key_address, &value_address});
+                    row_access(i));
+  }
+  [[nodiscard]] HeadView::Access row_access(std::size_t i) noexcept {
+    if (channels_.enabled())
+      return {&stores_[i], &key_address, &value_address, &detail::ChannelStore::load_row,
+              &detail::ChannelStore::store_row, &channels_.head(i)};
+    return {&stores_[i], &key_address, &value_address, nullptr, nullptr, nullptr};
   }
 
   // ---- construction ------------------------------------------------------------------------
@@ -556,7 +568,11 @@ class KVCache {
       key_format_ = quantization().key_format();
       value_format_ = quantization().value_format();
     }
-    check_format(key_format_, key_dim_, "key");
+    if constexpr (has_channel_keys) {
+      channel_keys_ = quantization().channel_keys();
+      if (channel_keys_.enabled()) key_format_ = {channel_keys_.dtype, 0};
+    }
+    if (!channel_keys_.enabled()) check_format(key_format_, key_dim_, "key");
     check_format(value_format_, value_dim_, "value");
     if (std::max(key_dim_, value_dim_) > kMaxStoredDim)
       fail("kvc::KVCache", "stored row dims above {} are not supported (head_dim {})", kMaxStoredDim, shape_.head_dim);
@@ -605,11 +621,15 @@ class KVCache {
     stores_.reserve(shape_.head_count());
     positions_.resize(shape_.head_count());
     std::apply([&](auto&... c) { (size_columns(c), ...); }, columns_);
+    if (channel_keys_.enabled())
+      channels_.configure(channel_keys_, *table_, options_.dtype, value_format_, key_dim_, value_dim_,
+                          shape_.head_count());
     std::size_t most_rows = 0;
     for (std::size_t i = 0; i < shape_.head_count(); ++i) {
       stores_.emplace_back(geometry, layout_);
       const std::size_t rows = initial_rows(i);
       stores_.back().reserve(rows);
+      if (channels_.enabled()) channels_.reserve(i, rows);
       positions_[i].reserve(rows);
       for_each_column(i, [&](auto& c) { c.reserve(rows); });
       most_rows = std::max(most_rows, rows);
@@ -663,7 +683,10 @@ class KVCache {
         make_room(pos);
         for_each_column(i, make_room);
         stores_[i].resize(total);
-        stores_[i].make_writable(total - count);  // a fork's shared last block is copied before rows land in it
+        if (channels_.enabled()) channels_.reserve(i, total);
+        // A fork's shared blocks are copied before rows land in them (with per-channel keys a
+        // freeze also writes the tail's older rows, from the first unfrozen one).
+        stores_[i].make_writable(channels_.enabled() ? channels_.frozen(i) : total - count);
         // Within the reservations: cannot fail. New column entries are value-initialized.
         pos.resize(total);
         for_each_column(i, [&](auto& c) { c.resize(total); });
@@ -700,8 +723,12 @@ class KVCache {
       k = key_rank;
       v = value_rank;
     }
-    table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(row), 0);
-    table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(row), 0);
+    if (channels_.enabled()) {
+      channels_.append(i, row_access(i), row, k, v);
+    } else {
+      table_->encode_rows(key_format_, key_dim_, k, 0, 1, s.key(row), 0);
+      table_->encode_rows(value_format_, value_dim_, v, 0, 1, s.value(row), 0);
+    }
     for_each_policy([&](auto& p, auto slot) {
       if constexpr (AppendHook<policy_at<slot>>) {
         HeadView rows = head_view(layer, h, i);
@@ -727,7 +754,7 @@ class KVCache {
       float* o = out.data() + j * stride + h * group * hd;
       args.q = query_of(layer, h, q);
       args.rows = n - n_queries + j + 1;
-      run_kernel(args);
+      run_kernel(args, index(layer, h));
       for (std::size_t g = 0; g < group; ++g) {
         const float inv = 1.0f / sum_[g];
         float* acc = acc_.data() + g * value_dim_;
@@ -785,12 +812,15 @@ class KVCache {
 
   // One query over args.rows tokens: running max, normalizer and unnormalized output (and raw
   // logits when args.logits is set) in the workspace.
-  void run_kernel(kernels::AttendArgs& args) noexcept {
+  void run_kernel(kernels::AttendArgs& args, std::size_t i) noexcept {
     const std::size_t group = shape_.group_size();
     std::fill_n(max_.data(), group, -std::numeric_limits<float>::infinity());
     std::fill_n(sum_.data(), group, 0.0f);
     std::fill_n(acc_.data(), group * value_dim_, 0.0f);
-    table_->attend(args);
+    if (channels_.enabled())
+      channels_.attend(i, args);
+    else
+      table_->attend(args);
   }
 
   // Softmax weights of the group's query heads over `rows` tokens, combined per Options::gqa_reduce.
@@ -830,7 +860,7 @@ class KVCache {
     if constexpr (!has_merging)
       while (first_moved < kept && keep[first_moved] == first_moved) ++first_moved;
     try {
-      s.make_writable(first_moved);
+      s.make_writable(channels_.enabled() ? channels_.first_written(first_moved) : first_moved);
     } catch (const std::bad_alloc&) {
       return;
     }
@@ -878,9 +908,11 @@ class KVCache {
     const std::size_t key_bytes = kernels::row_bytes(key_format_, key_dim_);
     const std::size_t value_bytes = kernels::row_bytes(value_format_, value_dim_);
     const std::size_t n = kept.size();
+    // Per-channel keys re-encode their groups themselves (and read the rows before they move).
+    if (channels_.enabled()) channels_.compact(i, row_access(i), kept);
     for (std::size_t j = 0; j < n; ++j) {
       if (kept[j] == j) continue;
-      std::memcpy(s.key(j), s.key(kept[j]), key_bytes);
+      if (!channels_.enabled()) std::memcpy(s.key(j), s.key(kept[j]), key_bytes);
       std::memcpy(s.value(j), s.value(kept[j]), value_bytes);
       pos[j] = pos[kept[j]];
     }
@@ -956,7 +988,7 @@ class KVCache {
     for (std::size_t j = 0; j < window_; ++j) {
       args.q = query_of(layer, h, base + j * stride + h * group * hd);
       args.rows = n - window_ + j + 1;
-      run_kernel(args);
+      run_kernel(args, i);
       selection().on_observe(ref<detail::family_index<family::selection, Policy...>()>(layer, h, i, &rows),
                              combined_weights(args.rows));
     }
@@ -1099,6 +1131,9 @@ class KVCache {
   float scale_ = 1.0f;
   std::vector<std::size_t> budgets_;
   std::vector<store_type> stores_;
+  // Per-channel key groups and full-precision tails, when the quantization asks for them.
+  ChannelKeys channel_keys_{};
+  detail::ChannelStore channels_;
   std::vector<std::vector<std::int32_t>> positions_;
   // Per-token columns ([head][token]) and per-sequence states of the policies, by policy slot.
   std::tuple<std::conditional_t<HasColumn<Policy>, std::vector<std::vector<column_t<Policy>>>, NoColumn>...> columns_;
