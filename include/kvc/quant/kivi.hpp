@@ -29,7 +29,9 @@
 //    trip error stays <= scale / 2), the reference's are the model's dtype.
 //  * Eviction inside a frozen group (with a selection policy) re-encodes the kept frozen tokens
 //    into full groups and returns a trailing partial group to the tail (core/channel_store.hpp);
-//    KIVI itself never evicts.
+//    KIVI itself never evicts. Each compression rounds re-encoded keys once more, so decode-time
+//    eviction drifts (H2O every 8 tokens: 3.3 whole-range 4-bit steps after 400 tokens,
+//    docs/policies/quant.md); prompt-time compression (SnapKV) rounds once.
 //
 // Cost per token of head dim d: keys d * bits / 8 bytes + 4 d / G per group member, values
 // d * bits / 8 + 4 d / G; for d = 64, G = 32, 2 bits: 16 + 8 key bytes and 24 value bytes (48
