@@ -266,6 +266,73 @@ void BM_Attend(benchmark::State& state, Isa isa, RowFormat f, std::size_t tokens
   state.counters["layer_MiB"] = static_cast<double>(layer_bytes) / static_cast<double>(kMiB);
 }
 
+// KIVI's keys (Table::attend_channels): per head, the key code rows, then the value rows, then
+// one key_dim {scale, min} pair per channel for each group of kChannelGroup tokens; the same
+// heads, queries and layer cycle as BM_Attend, so "attend_channels/avx2/int4/4096/warm" compares
+// with "attend/avx2/int4g32/4096/warm" (per-token int4 keys and values, the same bytes per token).
+constexpr std::size_t kChannelGroup = 32;
+
+void BM_AttendChannels(benchmark::State& state, Isa isa, Dtype kd, std::size_t tokens, bool cold) {
+  const auto& t = kvc::kernels::table(isa);
+  const RowFormat vf{kd, 32};
+  const std::size_t kb = kvc::kernels::code_bytes({kd, 0}, kHeadDim), vb = kvc::kernels::row_bytes(vf, kHeadDim);
+  const std::size_t groups = tokens / kChannelGroup, pb = kHeadDim * 4;
+  const std::size_t head_bytes = tokens * (kb + vb) + groups * pb;
+  const std::size_t layer_bytes = kKvHeads * head_bytes;
+  const std::size_t layers = cold ? kColdBytes / layer_bytes + 1 : 1;
+  const Buffer cache(layers * layer_bytes);
+  {
+    std::vector<float> rows(tokens * kHeadDim);
+    fill_random(rows.data(), rows.size(), 2);
+    std::vector<std::byte> block(kvc::kernels::channel_block_bytes(kd, kHeadDim, kChannelGroup));
+    std::byte* head = cache.as<std::byte>();
+    for (std::size_t g = 0; g < groups; ++g) {
+      t.encode_channels(kd, kHeadDim, kChannelGroup, rows.data() + g * kChannelGroup * kHeadDim, kHeadDim, block.data());
+      std::memcpy(head + g * kChannelGroup * kb, block.data(), kChannelGroup * kb);
+      std::memcpy(head + tokens * (kb + vb) + g * pb, block.data() + kChannelGroup * kb, pb);
+    }
+    t.encode_rows(vf, kHeadDim, rows.data(), kHeadDim, tokens, head + tokens * kb, vb);
+    for (std::size_t off = head_bytes; off < cache.size; off += head_bytes)
+      std::memcpy(cache.as<std::byte>() + off, head, head_bytes);
+  }
+  std::vector<float> q(kQueryHeads * kHeadDim);
+  fill_random(q.data(), q.size(), 3);
+  std::vector<float> m(kQueryHeads), l(kQueryHeads), acc(kQueryHeads * kHeadDim);
+  const std::size_t group = kQueryHeads / kKvHeads;
+  std::size_t layer = 0;
+  for (auto _ : state) {
+    std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+    std::fill(l.begin(), l.end(), 0.0f);
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (std::size_t h = 0; h < kKvHeads; ++h) {
+      const std::byte* base = cache.as<std::byte>() + layer * layer_bytes + h * head_bytes;
+      const Segment seg{base, base + tokens * kb, tokens};
+      AttendArgs a;
+      a.q = q.data() + h * group * kHeadDim;
+      a.n_q = group;
+      a.k_dim = a.v_dim = kHeadDim;
+      a.k_format = {kd, 0};
+      a.v_format = vf;
+      a.k_stride = kb;
+      a.v_stride = vb;
+      a.segments = &seg;
+      a.n_segments = 1;
+      a.rows = tokens;
+      a.scale = 0.0883883f;
+      a.m = m.data() + h * group;
+      a.l = l.data() + h * group;
+      a.acc = acc.data() + h * group * kHeadDim;
+      t.attend_channels(a, base + tokens * (kb + vb), kChannelGroup);
+    }
+    benchmark::DoNotOptimize(acc.data());
+    layer = layer + 1 == layers ? 0 : layer + 1;
+  }
+  const auto it = benchmark::Counter::kIsIterationInvariantRate;
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(layer_bytes) * 1e-9, it);
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens), it);
+  state.counters["layer_MiB"] = static_cast<double>(layer_bytes) / static_cast<double>(kMiB);
+}
+
 void register_all() {
   benchmark::RegisterBenchmark("read_bandwidth/1024MiB", BM_ReadBandwidth)->Arg(1024)->MinTime(kMinTime)->Unit(benchmark::kMillisecond);
   for (std::int64_t written : {80, 144})
@@ -303,14 +370,27 @@ void register_all() {
             ->MinTime(kMinTime)
             ->Unit(benchmark::kMillisecond);
     }
+    // T32: KIVI's group flush (G = 32 tokens); T128: larger blocks.
     if (isa != Isa::scalar)
       for (Dtype d : grouped)
-        for (bool l2 : {false, true})
-          benchmark::RegisterBenchmark(
-              ("quantize_channels/" + in + "/" + kvc::kernels::dtype_name(d) + "/T128" + (l2 ? "/l2" : "/dram")).c_str(),
-              BM_QuantizeChannels, isa, d, std::size_t{128}, l2)
-              ->MinTime(kMinTime)
-              ->Unit(benchmark::kMillisecond);
+        for (std::size_t tokens : {32, 128})
+          for (bool l2 : {false, true})
+            benchmark::RegisterBenchmark(("quantize_channels/" + in + "/" + kvc::kernels::dtype_name(d) + "/T" +
+                                          std::to_string(tokens) + (l2 ? "/l2" : "/dram"))
+                                             .c_str(),
+                                         BM_QuantizeChannels, isa, d, tokens, l2)
+                ->MinTime(kMinTime)
+                ->Unit(benchmark::kMillisecond);
+    if (isa != Isa::scalar)
+      for (Dtype d : {Dtype::q4, Dtype::q2})
+        for (std::size_t tokens : {4096, 16384})
+          for (bool cold : {false, true})
+            benchmark::RegisterBenchmark(("attend_channels/" + in + "/" + kvc::kernels::dtype_name(d) + "/" +
+                                          std::to_string(tokens) + (cold ? "/cold" : "/warm"))
+                                             .c_str(),
+                                         BM_AttendChannels, isa, d, tokens, cold)
+                ->MinTime(kMinTime)
+                ->Unit(benchmark::kMillisecond);
   }
 
   const std::vector<RowFormat> half_formats{{Dtype::f16, 0}, {Dtype::bf16, 0}};  // the bf16 dot products' rows

@@ -12,6 +12,7 @@
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
 #include "kvc/quant/fp8.hpp"
+#include "kvc/quant/kivi.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/knorm.hpp"
@@ -239,6 +240,17 @@ const auto entries = std::make_tuple(
                         return d;
                       }),
     quantizer("int8", 8), quantizer("int4", 4), quantizer("int2", 2),
+    entry<quant::Kivi>(
+        "kivi", "quantization",
+        "KIVI: keys per channel over groups of G tokens, values per token, the newest 1..R keys and values in full "
+        "precision",
+        {{"bits", 2, 2, 4, true, "bits of keys and values: 2 or 4"},
+         {"group", 32, 8, 1024, true, "G: tokens per key group and channels per value group; a multiple of 8"},
+         {"residual", 128, 8, 1 << 20, true, "R: full-precision tail of keys and values; a multiple of group"}},
+        [](const Values& v, Settings&) {
+          return quant::Kivi{.bits = unsigned(v.count("bits")), .group = unsigned(v.count("group")),
+                             .residual = unsigned(v.count("residual"))};
+        }),
     entry<quant::Fp8>("e4m3", "quantization", "fp8 e4m3 keys and values (OCP E4M3, no scale: 1 byte per element)", {},
                       [](const Values&, Settings&) { return quant::Fp8{}; }),
     entry<lowrank::SVD>(
@@ -505,8 +517,10 @@ struct DynamicQuantization {
   using family = kvc::family::quantization;
   kernels::RowFormat key{};
   kernels::RowFormat value{};
+  ChannelKeys channel{};  // enabled for per-channel keys (KIVI)
   [[nodiscard]] kernels::RowFormat key_format() const noexcept { return key; }
   [[nodiscard]] kernels::RowFormat value_format() const noexcept { return value; }
+  [[nodiscard]] ChannelKeys channel_keys() const noexcept { return channel; }
 };
 
 struct DynamicLowRank {
@@ -625,7 +639,8 @@ void store(Chosen& c, P p) {
     c.lowrank = DynamicLowRank{Cloned<DynamicLowRank::Base>(std::make_unique<DynamicLowRank::Impl<P>>(std::move(p)))};
   } else {
     static_assert(std::is_same_v<typename P::family, family::quantization>, "unknown policy family");
-    c.quantization = DynamicQuantization{p.key_format(), p.value_format()};
+    c.quantization = DynamicQuantization{p.key_format(), p.value_format(), {}};
+    if constexpr (ChannelKeyHook<P>) c.quantization->channel = p.channel_keys();
   }
 }
 
@@ -645,7 +660,7 @@ std::unique_ptr<AnyCache> with_lowrank(const Shape& shape, const Options& option
 
 std::unique_ptr<AnyCache> build(const Shape& shape, const Options& options, Chosen chosen) {
   const kernels::RowFormat plain{options.dtype, 0};
-  DynamicQuantization quantization = chosen.quantization.value_or(DynamicQuantization{plain, plain});
+  DynamicQuantization quantization = chosen.quantization.value_or(DynamicQuantization{plain, plain, {}});
   return std::visit(
       [&](auto selection) -> std::unique_ptr<AnyCache> {
         if constexpr (std::is_same_v<decltype(selection), std::monostate>) {

@@ -43,7 +43,8 @@ TEST(StackSpec, ParsesComponentsAndParameters) {
 TEST(StackSpec, AcceptsEveryExampleOfTheIssue) {
   for (const char* text : {"full", "streaming:sinks=4,recent=60", "h2o:budget=64", "h2o:budget=64+int4:group=8",
                            "pyramid:budget=64+h2o", "int8:group=8", "svd:rank=4", "h2o:budget=64+d2o",
-                           "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16"})
+                           "uniform:budget=32+h2o+d2o:threshold=0.9+int8", "f16", "h2o:budget=64+bf16",
+                           "kivi:bits=2,group=32,residual=128", "h2o:budget=64+kivi:bits=4"})
     EXPECT_EQ(spec_error(text), "no error") << text;
 }
 
