@@ -6,6 +6,7 @@
 #include "kvc/kvc.hpp"
 #include "kvc/lowrank/svd.hpp"
 #include "kvc/merge/d2o.hpp"
+#include "kvc/quant/kivi.hpp"
 #include "kvc/quant/per_token.hpp"
 #include "kvc/select/h2o.hpp"
 #include "kvc/select/snapkv.hpp"
@@ -52,6 +53,7 @@ static_assert(noexcept(std::declval<merge::D2O&>().merge(std::declval<const Head
               "merge() runs inside auto-compression: it must be noexcept");
 
 static_assert(QuantizationPolicy<quant::PerToken>);
+static_assert(QuantizationPolicy<quant::Kivi> && ChannelKeyHook<quant::Kivi> && !ChannelKeyHook<quant::PerToken>);
 
 static_assert(LowRankPolicy<lowrank::SVD>);
 static_assert(Configurable<lowrank::SVD> && ReportsMemory<lowrank::SVD> && !Resettable<lowrank::SVD>,
@@ -76,6 +78,8 @@ static_assert(Everything::has_budget && Everything::has_selection && Everything:
               Everything::has_quantization && Everything::has_lowrank && Everything::observes_attention);
 using Streaming = KVCache<ContiguousLayout, budget::Uniform, select::StreamingLLM, quant::PerToken>;
 static_assert(Streaming::has_selection && !Streaming::observes_attention);
+using Kivi = KVCache<PagedLayout, select::H2O, quant::Kivi>;
+static_assert(Kivi::has_channel_keys && !Streaming::has_channel_keys);
 
 }  // namespace
 }  // namespace kvc::static_tests

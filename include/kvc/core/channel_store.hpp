@@ -102,8 +102,6 @@ class ChannelStore {
   }
 
   [[nodiscard]] bool enabled() const noexcept { return config_ != nullptr; }
-  [[nodiscard]] std::size_t frozen(std::size_t head) const noexcept { return heads_[head].frozen; }
-  [[nodiscard]] std::size_t tail(std::size_t head) const noexcept { return heads_[head].tail; }
   [[nodiscard]] Head& head(std::size_t i) noexcept { return heads_[i]; }
   [[nodiscard]] std::size_t frozen(std::size_t head) const noexcept { return heads_[head].frozen; }
   // The first layout row a compaction from token `first_moved` writes: the start of its group.
