@@ -6,6 +6,7 @@
 //  * frozen groups are never re-quantized by later appends (bitwise equal decoded rows);
 //  * attention equals kvc::reference::attention over the cache's own decoded rows, on every ISA
 //    of this CPU, with f32 and f16 tails, and after evictions (H2O, SnapKV);
+//  * removal (rollback, ranges) goes through the same compaction;
 //  * eviction inside frozen groups keeps the groups before it bitwise, re-encodes the kept frozen
 //    tokens into full groups (ref::encode_channels of their decoded keys) and returns a trailing
 //    partial group to the tail with its decoded keys;
@@ -253,6 +254,40 @@ TYPED_TEST(KiviLayouts, EvictionReEncodesFromTheFirstEvictedGroupAndReturnsAPart
   std::mt19937 rng(3);
   for (std::int32_t t = 60; t < 80; ++t) {
     cache.append(0, t, random_vector(d, rng), random_vector(d, rng));
+    expect_attention_matches(cache, 0, rng);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TYPED_TEST(KiviLayouts, RemovalAndRollbackKeepTheRowsAndAttentionConsistent) {
+  const Shape s{1, 2, 1, 32};
+  const std::size_t d = s.head_dim;
+  KVCache<TypeParam, quant::Kivi> cache(s, {}, quant::Kivi{.bits = 4, .group = 8, .residual = 16});
+  const Input in = make_input(80, d, 29);
+  cache.prefill(0, 0, std::span(in.k).first(60 * d), std::span(in.v).first(60 * d));  // 48 frozen, 12 tail
+  const Rows before = decoded(cache, 0, 0);
+  // Rollback to position 50: the frozen groups stay bitwise, the tail keeps 48 and 49.
+  EXPECT_EQ(cache.remove(50), 10u);
+  Rows after = decoded(cache, 0, 0);
+  ASSERT_EQ(after.k.size(), 50 * d);
+  for (std::size_t i = 0; i < 50 * d; ++i) ASSERT_EQ(after.k[i], before.k[i]) << i;
+  // A range inside the frozen groups: the rows left are the others, keys within a rounding.
+  EXPECT_EQ(cache.remove(20, 25), 6u);
+  after = decoded(cache, 0, 0);
+  const auto pos = cache.positions(0, 0);
+  ASSERT_EQ(pos.size(), 44u);
+  for (std::size_t j = 0; j < pos.size(); ++j) {
+    const auto t = static_cast<std::size_t>(pos[j]);
+    ASSERT_EQ(t, j < 20 ? j : j + 6);
+    for (std::size_t c = 0; c < d; ++c) ASSERT_EQ(after.v[j * d + c], before.v[t * d + c]) << "value " << t;
+    if (j < 16) {  // groups 0 and 1 are before the first removed token: bitwise unchanged
+      for (std::size_t c = 0; c < d; ++c) ASSERT_EQ(after.k[j * d + c], before.k[t * d + c]) << "key " << t;
+    }
+  }
+  std::mt19937 rng(31);
+  for (std::int32_t t = 50; t < 80; ++t) {  // appending again after the rollback
+    const auto i = static_cast<std::size_t>(t);
+    cache.append(0, t, std::span(in.k).subspan(i * d, d), std::span(in.v).subspan(i * d, d));
     expect_attention_matches(cache, 0, rng);
     if (::testing::Test::HasFatalFailure()) return;
   }
