@@ -55,14 +55,15 @@ class ChannelStore {
   struct Head;
 
   ChannelStore() = default;
-  ChannelStore(ChannelStore&&) noexcept = default;
-  ChannelStore& operator=(ChannelStore&&) noexcept = default;
-  // A forked cache's copy: its own configuration and scratch, its heads pointing at them.
+  // fork(): the copy has its own parameters, tails and scratch.
   ChannelStore(const ChannelStore& other)
       : config_(other.config_ ? std::make_unique<Config>(*other.config_) : nullptr), heads_(other.heads_) {
     for (Head& h : heads_) h.config = config_.get();
   }
   ChannelStore& operator=(const ChannelStore&) = delete;
+  ChannelStore(ChannelStore&&) noexcept = default;
+  ChannelStore& operator=(ChannelStore&&) noexcept = default;
+  ~ChannelStore() = default;
 
   // Validates the request against the stored dims and sizes the heads and the scratch.
   void configure(const ChannelKeys& keys, const kernels::Table& table, kernels::Dtype element,
@@ -102,6 +103,11 @@ class ChannelStore {
 
   [[nodiscard]] bool enabled() const noexcept { return config_ != nullptr; }
   [[nodiscard]] Head& head(std::size_t i) noexcept { return heads_[i]; }
+  [[nodiscard]] std::size_t frozen(std::size_t head) const noexcept { return heads_[head].frozen; }
+  // The first layout row a compaction from token `first_moved` writes: the start of its group.
+  [[nodiscard]] std::size_t first_written(std::size_t first_moved) const noexcept {
+    return first_moved / config_->keys.group * config_->keys.group;
+  }
 
   // Room for the parameters of every group of `tokens` tokens: the hot path then never allocates.
   void reserve(std::size_t head, std::size_t tokens) {

@@ -321,7 +321,7 @@ class KVCache {
         const auto& pos = positions_[i];
         std::size_t t = 0;
         while (t < pos.size() && (pos[t] < first || pos[t] > last)) ++t;
-        if (t < pos.size()) stores_[i].make_writable(first_rewritten(t));
+        if (t < pos.size()) stores_[i].make_writable(channels_.enabled() ? channels_.first_written(t) : t);
       }
     } catch (const std::bad_alloc&) {
       fail("KVCache::remove", "out of memory copying blocks shared with a fork");
@@ -711,9 +711,9 @@ class KVCache {
         for_each_column(i, make_room);
         stores_[i].resize(total);
         if (channels_.enabled()) channels_.reserve(i, total);
-        // A fork's shared blocks are copied before rows land in them: the new rows, and with
-        // per-channel keys the tail's rows, which a freeze encodes into.
-        stores_[i].make_writable(total - count - std::min(total - count, channel_keys_.residual + channel_keys_.group));
+        // A fork's shared blocks are copied before rows land in them (with per-channel keys a
+        // freeze also writes the tail's older rows, from the first unfrozen one).
+        stores_[i].make_writable(channels_.enabled() ? channels_.frozen(i) : total - count);
         // Within the reservations: cannot fail. New column entries are value-initialized.
         pos.resize(total);
         for_each_column(i, [&](auto& c) { c.resize(total); });
@@ -887,9 +887,8 @@ class KVCache {
     std::size_t first_moved = 0;
     if constexpr (!has_merging)
       while (first_moved < kept && keep[first_moved] == first_moved) ++first_moved;
-    first_moved = first_rewritten(first_moved);
     try {
-      s.make_writable(first_moved);
+      s.make_writable(channels_.enabled() ? channels_.first_written(first_moved) : first_moved);
     } catch (const std::bad_alloc&) {
       return;
     }
@@ -960,11 +959,6 @@ class KVCache {
   }
 
 
-  // The first row a compaction from token `first_moved` on rewrites: per-channel keys re-encode
-  // from the start of the group that holds it.
-  [[nodiscard]] std::size_t first_rewritten(std::size_t first_moved) const noexcept {
-    return channel_keys_.enabled() ? first_moved / channel_keys_.group * channel_keys_.group : first_moved;
-  }
 
   // A budget that evicts nothing: what a head keeps before a budget_ratio is applied.
   static constexpr std::size_t unbounded_budget() noexcept {
