@@ -10,6 +10,7 @@
 #include "kvc_engine/paths.hpp"
 #include "kvc_engine/protocols.hpp"
 #include "kvc_engine/registry.hpp"
+#include "kvc_engine/sha256.hpp"
 #include "kvc_engine/tokenizer_gguf.hpp"
 #include "kvc_engine/report.hpp"
 
@@ -112,7 +113,16 @@ struct Args {
   bool quiet = false, list = false, reference_only = false, windows_given = false;
   std::size_t threads = 2;
   std::size_t generate_tokens = 0;
+  std::string model_sha256;  // computed once the model is resolved
 };
+
+// What every results file records about the run; `parameters` are the protocol's own settings.
+RunInfo run_info(const Args& a, std::size_t windows_available, const std::string& note, nlohmann::json parameters) {
+  parameters["stacks"] = a.stacks;
+  return RunInfo{a.model_path,     a.tokenizer_path.empty() ? "the GGUF's own" : a.tokenizer_path,
+                 fmt::format("{}", fmt::join(a.texts, " + ")), windows_available, note, a.model_sha256,
+                 a.threads,        std::move(parameters)};
+}
 
 // Progress on one line of stderr: done/total, elapsed and estimated remaining seconds.
 auto progress_printer(std::ostream& err, bool quiet, std::string unit) {
@@ -184,8 +194,6 @@ void resolve_model(Args& a, const std::filesystem::path& dir) {
   if (a.texts.empty()) a.texts = gguf ? long_text_files : std::vector<std::string>{(dir / text_file).string()};
 }
 
-std::string tokenizer_label(const Args& a) { return a.tokenizer_path.empty() ? "the GGUF's own" : a.tokenizer_path; }
-
 std::vector<std::filesystem::path> text_paths(const Args& a) {
   return std::vector<std::filesystem::path>(a.texts.begin(), a.texts.end());
 }
@@ -232,11 +240,11 @@ int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, st
     caches.push_back(make_cache(spec, shape, a.window_tokens + 1, calibration ? &*calibration : nullptr));
   const FidelityReport report =
       evaluate(model, corpus, std::move(caches), a.stacks, progress_printer(err, a.quiet, "window"), a.threads);
-  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")),
-                     corpus.available(), note};
+  const RunInfo info = run_info(a, corpus.available(), note,
+                                {{"windows", corpus.count}, {"window_tokens", a.window_tokens}});
   out << format_table(report);
   write_reports(a.output_dir, report, info);
-  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results.svg ({1:.1f}s)\n", a.output_dir,
+  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-layers.csv, results.svg ({1:.1f}s)\n", a.output_dir,
                      report.seconds);
   return 0;
 }
@@ -278,9 +286,10 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
                                progress_printer(err, a.quiet, fmt::format("C={} window", c)), a.threads, c));
     out << format_table(reports.back());
   }
-  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")), available, note};
+  const RunInfo info = run_info(a, available, note,
+                                {{"contexts", contexts}, {"score_tokens", a.score_tokens}, {"windows", windows}});
   write_context_reports(a.output_dir, reports, info);
-  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-c<C>.svg\n", a.output_dir);
+  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-layers.csv, results-c<C>.svg\n", a.output_dir);
   return 0;
 }
 
@@ -315,7 +324,12 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
   const PasskeyReport report = run_passkey(model, tokenizer, filler, plan, a.stacks, make,
                                            progress_printer(err, a.quiet, "trial"), a.threads);
   out << format_passkey_table(report);
-  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")), 0, note};
+  const RunInfo info = run_info(a, 0, note,
+                                {{"contexts", plan.contexts},
+                                 {"depths", plan.depths},
+                                 {"trials", plan.trials},
+                                 {"seed", plan.seed},
+                                 {"max_new_tokens", passkey_max_new_tokens}});
   write_passkey_reports(a.output_dir, report, info);
   out << fmt::format("wrote {0}/passkey.txt, passkey.json, passkey.csv, passkey.svg ({1:.1f}s)\n", a.output_dir,
                      report.seconds);
@@ -439,6 +453,7 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
           << "\n";
       return 0;
     }
+    a.model_sha256 = file_sha256(a.model_path);
     switch (protocol) {
       case Protocol::decode:
         if (a.window_tokens == 0 || a.window_tokens + 1 > seq_len)

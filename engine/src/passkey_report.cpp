@@ -50,12 +50,8 @@ std::string format_passkey_table(const PasskeyReport& r) {
 }
 
 nlohmann::json passkey_to_json(const PasskeyReport& r, const RunInfo& info) {
-  nlohmann::json j;
+  nlohmann::json j = run_header(info);
   j["protocol"] = "passkey";
-  j["model"] = info.model;
-  j["tokenizer"] = info.tokenizer;
-  j["text"] = info.text;
-  j["note"] = info.note;
   j["seed"] = r.seed;
   j["keys"] = r.keys;
   j["contexts"] = r.contexts;
@@ -72,6 +68,7 @@ nlohmann::json passkey_to_json(const PasskeyReport& r, const RunInfo& info) {
                        {"trials", c.trials},
                        {"correct", c.correct},
                        {"accuracy", accuracy(c)},
+                       {"compression_ratio", c.compression_ratio},
                        {"answers", c.answers}});
     j["stacks"].push_back({{"stack", s.label}, {"cells", cells}});
   }
@@ -79,12 +76,12 @@ nlohmann::json passkey_to_json(const PasskeyReport& r, const RunInfo& info) {
 }
 
 std::string passkey_to_csv(const PasskeyReport& r) {
-  std::string out = "stack,context,depth,placed_depth,trials,correct,accuracy\n";
+  std::string out = std::string(passkey_csv_columns) + "\n";
   for (const auto& s : r.stacks) {
     const std::string label = csv_field(s.label);
     for (const auto& c : s.cells)
-      out += fmt::format("{},{},{:.6g},{:.6g},{},{},{:.6g}\n", label, c.context, c.depth, c.placed_depth, c.trials,
-                         c.correct, accuracy(c));
+      out += fmt::format("{},{},{:.6g},{:.6g},{},{},{:.6g},{:.6g}\n", label, c.context, c.depth, c.placed_depth,
+                         c.trials, c.correct, accuracy(c), c.compression_ratio);
   }
   return out;
 }

@@ -1,6 +1,9 @@
 #include "kvc_engine/report.hpp"
 
 #include "kvc/core/error.hpp"
+#include "kvc/kernels/table.hpp"
+#include "kvc/version.hpp"
+#include "kvc_engine/build_info.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -44,13 +47,25 @@ std::string format_table(const FidelityReport& r) {
   return out;
 }
 
-nlohmann::json to_json(const FidelityReport& r, const RunInfo& info) {
+nlohmann::json run_header(const RunInfo& info) {
   nlohmann::json j;
-  j["protocol"] = r.context == 0 ? "decode" : "context";
+  j["schema_version"] = results_schema_version;
+  j["kvc_version"] = fmt::format("{}.{}.{}", kvc::version.major, kvc::version.minor, kvc::version.patch);
+  j["git_commit"] = git_commit();
+  j["isa"] = kernels::active_isa_name();
+  j["threads"] = info.threads;
   j["model"] = info.model;
+  j["model_sha256"] = info.model_sha256;
   j["tokenizer"] = info.tokenizer;
   j["text"] = info.text;
   j["note"] = info.note;
+  j["parameters"] = info.parameters;
+  return j;
+}
+
+nlohmann::json to_json(const FidelityReport& r, const RunInfo& info) {
+  nlohmann::json j = run_header(info);
+  j["protocol"] = r.context == 0 ? "decode" : "context";
   j["windows"] = r.windows;
   j["windows_available"] = info.windows_available;
   j["window_tokens"] = r.window_tokens;
@@ -80,17 +95,22 @@ nlohmann::json to_json(const FidelityReport& r, const RunInfo& info) {
 }
 
 std::string to_csv(const FidelityReport& r, bool header) {
-  const std::string prefix = r.context == 0 ? "" : fmt::format("{},{},", r.context, r.window_tokens - r.context);
-  std::string out;
-  if (header)
-    out = std::string(r.context == 0 ? "" : "context,score_tokens,") +
-          "stack,compression_ratio,bytes_per_token,tokens_kept,perplexity,perplexity_change,mean_kl,top1_agreement,"
-          "kept_attention_mass,attention_error_mean,seconds\n";
+  const std::string prefix = fmt::format("{},{},{},", r.context == 0 ? "decode" : "context", r.context,
+                                         r.window_tokens - r.context);
+  std::string out = header ? std::string(csv_columns) + "\n" : "";
   for (const auto& s : r.stacks)
     out += fmt::format("{}{},{:.6g},{:.6g},{:.6g},{:.8g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.3f}\n", prefix,
                        csv_field(s.label), s.compression_ratio, s.bytes_per_token, s.tokens_kept, s.perplexity,
                        s.perplexity_change, s.mean_kl, s.top1_agreement, s.kept_attention_mass,
                        mean(s.attention_error), s.seconds);
+  return out;
+}
+
+std::string to_layer_csv(const FidelityReport& r, bool header) {
+  std::string out = header ? std::string(layer_csv_columns) + "\n" : "";
+  for (const auto& s : r.stacks)
+    for (std::size_t l = 0; l < s.attention_error.size(); ++l)
+      out += fmt::format("{},{},{},attention_error,{:.6g}\n", r.context, csv_field(s.label), l, s.attention_error[l]);
   return out;
 }
 
@@ -163,14 +183,15 @@ void write_reports(const std::filesystem::path& dir, const FidelityReport& repor
   write_report_file(dir / "results.txt", format_table(report));
   write_report_file(dir / "results.json", to_json(report, info).dump(2) + "\n");
   write_report_file(dir / "results.csv", to_csv(report));
+  write_report_file(dir / "results-layers.csv", to_layer_csv(report));
   write_report_file(dir / "results.svg", to_svg(report));
 }
 
 void write_context_reports(const std::filesystem::path& dir, const std::vector<FidelityReport>& reports,
                            const RunInfo& info) {
   create_report_dir(dir);
-  std::string table, csv;
-  nlohmann::json j;
+  std::string table, csv, layers;
+  nlohmann::json j = run_header(info);
   j["protocol"] = "context";
   j["contexts"] = nlohmann::json::array();
   j["runs"] = nlohmann::json::array();
@@ -178,6 +199,7 @@ void write_context_reports(const std::filesystem::path& dir, const std::vector<F
     const FidelityReport& r = reports[i];
     table += format_table(r);
     csv += to_csv(r, i == 0);
+    layers += to_layer_csv(r, i == 0);
     j["contexts"].push_back(r.context);
     j["score_tokens"] = r.window_tokens - r.context;
     j["runs"].push_back(to_json(r, info));
@@ -186,6 +208,7 @@ void write_context_reports(const std::filesystem::path& dir, const std::vector<F
   write_report_file(dir / "results.txt", table);
   write_report_file(dir / "results.json", j.dump(2) + "\n");
   write_report_file(dir / "results.csv", csv);
+  write_report_file(dir / "results-layers.csv", layers);
 }
 
 void create_report_dir(const std::filesystem::path& dir) {

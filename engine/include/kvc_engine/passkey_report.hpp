@@ -8,12 +8,15 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 namespace kvc::engine {
 
 [[nodiscard]] std::string format_passkey_table(const PasskeyReport& report);
 [[nodiscard]] nlohmann::json passkey_to_json(const PasskeyReport& report, const RunInfo& info);
-// One row per (stack, context, depth): stack,context,depth,placed_depth,trials,correct,accuracy.
+// One row per (stack, context, depth), columns passkey_csv_columns.
+inline constexpr std::string_view passkey_csv_columns =
+    "stack,context,depth,placed_depth,trials,correct,accuracy,compression_ratio";
 [[nodiscard]] std::string passkey_to_csv(const PasskeyReport& report);
 [[nodiscard]] std::string passkey_to_svg(const PasskeyReport& report);
 
