@@ -331,7 +331,7 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
                                  {"seed", plan.seed},
                                  {"max_new_tokens", passkey_max_new_tokens}});
   write_passkey_reports(a.output_dir, report, info);
-  out << fmt::format("wrote {0}/passkey.txt, passkey.json, passkey.csv, passkey.svg ({1:.1f}s)\n", a.output_dir,
+  out << fmt::format("wrote {0}/passkey.txt, passkey.json, passkey.csv, passkey.svg, passkey-accuracy.svg ({1:.1f}s)\n", a.output_dir,
                      report.seconds);
   return 0;
 }

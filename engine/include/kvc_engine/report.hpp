@@ -1,6 +1,6 @@
 #pragma once
 // Writing a FidelityReport (decode and context protocols): an aligned text table, JSON, CSVs and
-// an SVG plot of compression ratio against perplexity change.
+// an SVG plot of compression ratio against perplexity change (both log scale, Pareto front drawn).
 #include "kvc_engine/fidelity.hpp"
 
 #include <nlohmann/json.hpp>
@@ -53,7 +53,6 @@ void write_context_reports(const std::filesystem::path& dir, const std::vector<F
                            const RunInfo& info);
 
 // Shared by the report writers.
-[[nodiscard]] std::string xml_escape(std::string_view s);
 [[nodiscard]] std::string csv_field(std::string_view s);
 void create_report_dir(const std::filesystem::path& dir);
 void write_report_file(const std::filesystem::path& path, const std::string& text);
