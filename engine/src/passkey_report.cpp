@@ -97,7 +97,8 @@ std::string passkey_to_svg(const PasskeyReport& r) {
   const double width = std::max(left + grid_w + 24, 500.0);
   const double height = top + double(r.contexts.size()) * (panel_h + panel_gap);
   std::string out =
-      svg_open(width, height, fmt::format("Passkey retrieval accuracy ({} keys per cell, seed {})", r.keys.size(), r.seed));
+      svg_open(width, height, fmt::format("Passkey retrieval accuracy ({} key{} per cell, seed {})", r.keys.size(),
+                                          r.keys.size() == 1 ? "" : "s", r.seed));
   // Colour scale: 0% .. 100% in five steps.
   out += "<g class=\"legend\">\n";
   for (int i = 0; i <= 4; ++i)
