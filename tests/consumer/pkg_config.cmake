@@ -33,7 +33,7 @@ if(failed OR NOT said MATCHES "consumer ok")
   message(FATAL_ERROR "the consumer built with pkg-config's flags failed: ${said}")
 endif()
 
-foreach(doc README.md LICENSE CHANGELOG.md evaluation.md architecture.md)
+foreach(doc README.md LICENSE CHANGELOG.md evaluation.md getting-started.md architecture.md)
   if(NOT EXISTS ${PREFIX}/share/doc/kvcompress/${doc})
     message(FATAL_ERROR "the documentation ${doc} is not installed in ${PREFIX}/share/doc/kvcompress")
   endif()
