@@ -1,7 +1,8 @@
 #pragma once
 // SHA-256 (FIPS 180-4), for the model checksum that every results file records: a run names the
-// exact weights it measured. Plain C++: SmolLM2's 98 MB GGUF hashes in about 0.3 s, once per run,
-// which does not justify a crypto library dependency.
+// exact weights it measured. Plain C++: SmolLM2's 98 MB GGUF takes 0.34 s of CPU at -O3 (coreutils'
+// sha256sum 0.20 s; measured with `time` on 2026-12-02), once per run, which does not justify a
+// crypto library dependency.
 #include <array>
 #include <cstddef>
 #include <cstdint>
