@@ -10,6 +10,7 @@
 #include "kvc_engine/passkey_report.hpp"
 #include "kvc_engine/paths.hpp"
 #include "kvc_engine/protocols.hpp"
+#include "kvc_engine/sha256.hpp"
 #include "kvc_engine/report.hpp"
 #include "kvc_engine/tokenizer_gguf.hpp"
 
@@ -112,7 +113,16 @@ struct Args {
   bool quiet = false, list = false, reference_only = false, windows_given = false;
   std::size_t threads = 2;
   std::size_t generate_tokens = 0;
+  std::string model_sha256;  // computed once the model is resolved
 };
+
+// What every results file records about the run; `parameters` are the protocol's own settings.
+RunInfo run_info(const Args& a, std::size_t windows_available, const std::string& note, nlohmann::json parameters) {
+  parameters["stacks"] = a.stacks;
+  return RunInfo{a.model_path,     a.tokenizer_path.empty() ? "the GGUF's own" : a.tokenizer_path,
+                 fmt::format("{}", fmt::join(a.texts, " + ")), windows_available, note, a.model_sha256,
+                 a.threads,        std::move(parameters)};
+}
 
 // Progress on one line of stderr: done/total, elapsed and estimated remaining seconds.
 auto progress_printer(std::ostream& err, bool quiet, std::string unit) {
@@ -184,8 +194,6 @@ void resolve_model(Args& a, const std::filesystem::path& dir) {
   if (a.texts.empty()) a.texts = gguf ? long_text_files : std::vector<std::string>{(dir / text_file).string()};
 }
 
-std::string tokenizer_label(const Args& a) { return a.tokenizer_path.empty() ? "the GGUF's own" : a.tokenizer_path; }
-
 std::vector<std::filesystem::path> text_paths(const Args& a) {
   return std::vector<std::filesystem::path>(a.texts.begin(), a.texts.end());
 }
@@ -232,11 +240,11 @@ int run_decode(const Args& a, const Model& model, const Tokenizer& tokenizer, st
     caches.push_back(runtime::make_cache(spec, shape, a.window_tokens + 1, calibration ? &*calibration : nullptr));
   const FidelityReport report =
       evaluate(model, corpus, std::move(caches), a.stacks, progress_printer(err, a.quiet, "window"), a.threads);
-  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")),
-                     corpus.available(), note};
+  const RunInfo info = run_info(a, corpus.available(), note,
+                                {{"windows", corpus.count}, {"window_tokens", a.window_tokens}});
   out << format_table(report);
   write_reports(a.output_dir, report, info);
-  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results.svg ({1:.1f}s)\n", a.output_dir,
+  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-layers.csv, results.svg ({1:.1f}s)\n", a.output_dir,
                      report.seconds);
   return 0;
 }
@@ -278,9 +286,10 @@ int run_context(const Args& a, const Model& model, const Tokenizer& tokenizer, c
                                progress_printer(err, a.quiet, fmt::format("C={} window", c)), a.threads, c));
     out << format_table(reports.back());
   }
-  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")), available, note};
+  const RunInfo info = run_info(a, available, note,
+                                {{"contexts", contexts}, {"score_tokens", a.score_tokens}, {"windows", windows}});
   write_context_reports(a.output_dir, reports, info);
-  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-c<C>.svg\n", a.output_dir);
+  out << fmt::format("wrote {0}/results.txt, results.json, results.csv, results-layers.csv, results-c<C>.svg\n", a.output_dir);
   return 0;
 }
 
@@ -315,10 +324,71 @@ int run_passkey_protocol(const Args& a, const Model& model, const Tokenizer& tok
   const PasskeyReport report = run_passkey(model, tokenizer, filler, plan, a.stacks, make,
                                            progress_printer(err, a.quiet, "trial"), a.threads);
   out << format_passkey_table(report);
-  const RunInfo info{a.model_path, tokenizer_label(a), fmt::format("{}", fmt::join(a.texts, " + ")), 0, note};
+  const RunInfo info = run_info(a, 0, note,
+                                {{"contexts", plan.contexts},
+                                 {"depths", plan.depths},
+                                 {"trials", plan.trials},
+                                 {"seed", plan.seed},
+                                 {"max_new_tokens", passkey_max_new_tokens}});
   write_passkey_reports(a.output_dir, report, info);
-  out << fmt::format("wrote {0}/passkey.txt, passkey.json, passkey.csv, passkey.svg ({1:.1f}s)\n", a.output_dir,
+  out << fmt::format("wrote {0}/passkey.txt, passkey.json, passkey.csv, passkey.svg, passkey-accuracy.svg ({1:.1f}s)\n", a.output_dir,
                      report.seconds);
+  return 0;
+}
+
+// What a parameter's 0 means: the help says when 0 is special ("0 = ..."); otherwise 0 is refused
+// below the minimum, is the "not given" default, or is taken literally.
+std::string zero_meaning(const runtime::ParamInfo& p) {
+  if (p.help.find("0 =") != std::string::npos) return "";
+  if (p.min > 0) return fmt::format("; 0 is refused (at least {:g})", p.min);
+  if (p.default_value == 0) return "; 0, the default, means not given";
+  return fmt::format("; 0 is taken literally ({} = 0)", p.key);
+}
+
+// --list: every component, then every parameter with its default, range and what 0 means.
+std::string describe_parameters() {
+  std::string s = "Stack components (join with '+', parameters as name:key=value,key=value):\n" + runtime::describe_components() +
+                  "\nParameters (default; range; meaning):\n";
+  for (const runtime::ComponentInfo& c : runtime::registered_components()) {
+    s += fmt::format("  {} ({}){}\n", c.name, c.family, c.params.empty() ? ": no parameters" : "");
+    for (const runtime::ParamInfo& p : c.params)
+      s += fmt::format("    {:<11} default {:<5g} {} in [{:g}, {:g}]; {}{}\n", p.key, p.default_value,
+                       p.integer ? "integer" : "real", p.min, p.max, p.help, zero_meaning(p));
+  }
+  return s + "\nToken counts (budget, sinks, recent of streaming, window of pyramid) may be shares of the context, "
+             "e.g. budget=12.5%.\n";
+}
+
+// --generate: a greedy story from BOS through the exact cache, then through each --stack's cache
+// (shares of the context are shares of `steps`), each followed by where it first leaves the exact one.
+int run_generate(const Args& a, bool stacks_given, const Model& model, const Tokenizer& tokenizer, std::ostream& out) {
+  const std::size_t steps = std::min(a.generate_tokens, std::size_t(model.config().seq_len));
+  Transformer transformer(model);
+  Sampler greedy;
+  PlainCache exact_cache(model.config().attention_shape());
+  const std::vector<std::int32_t> exact = generate(transformer, exact_cache, tokenizer, "", steps, greedy);
+  if (!stacks_given) {
+    out << tokenizer.decode(exact) << "\n";
+    return 0;
+  }
+  out << fmt::format("exact cache ({} tokens):\n{}\n", exact.size(), tokenizer.decode(exact));
+  std::vector<runtime::StackSpec> specs;
+  for (const std::string& s : a.stacks) specs.push_back(runtime::parse_stack(resolve_context_shares(s, steps)));
+  std::optional<data::KvCapture> calibration;
+  if (needs_calibration(specs)) {
+    const std::vector<std::int32_t> text = encode_corpus(tokenizer, read_texts(text_paths(a)));
+    calibration = capture_window(model, std::span(text).first(std::min({text.size(), steps, max_calibration_tokens})));
+  }
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const std::unique_ptr<runtime::AnyCache> cache =
+        runtime::make_cache(specs[i], model.config().attention_shape(), steps + 1, calibration ? &*calibration : nullptr);
+    const std::vector<std::int32_t> story = generate(transformer, *cache, tokenizer, "", steps, greedy);
+    const auto [left, right] = std::mismatch(exact.begin(), exact.end(), story.begin(), story.end());
+    const std::string verdict = left == exact.end() && right == story.end()
+                                    ? "the same tokens as the exact cache"
+                                    : fmt::format("leaves the exact story at token {}", left - exact.begin());
+    out << fmt::format("\n{} ({} tokens, {}):\n{}\n", a.stacks[i], story.size(), verdict, tokenizer.decode(story));
+  }
   return 0;
 }
 
@@ -381,11 +451,13 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
   app.add_option("--output-dir,-o", a.output_dir, "folder for the reports")->capture_default_str();
   app.add_option("--capture", a.capture_path, "decode: also dump the K/V/Q of the first window (exact cache) to this "
                                               "file (docs/capture-format.md) and print key-channel outlier ratios");
-  app.add_option("--generate", a.generate_tokens, "print a greedy story of this many tokens from BOS and exit")
+  app.add_option("--generate", a.generate_tokens,
+                 "print a greedy story of this many tokens from BOS (exact cache) and, for each --stack, the story "
+                 "generated through that compressed cache, then exit; 0 = no generation")
       ->check(whole_number);
   app.add_flag("--reference", a.reference_only, "decode: score the text with the exact cache only (no stacks); "
                                                 "with --windows 0 this reproduces the model README's perplexity 4.947");
-  app.add_flag("--list", a.list, "list the stack components and their parameters, then exit");
+  app.add_flag("--list", a.list, "list the stack components and every parameter (default, range, what 0 means), then exit");
   app.add_option("--threads", a.threads, "threads (>= 1); stacks are shared out, results do not depend on it")
       ->capture_default_str()
       ->check(whole_number);
@@ -401,7 +473,7 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
 
   return report_failures(err, [&] {
     if (a.list) {
-      out << "Stack components (join with '+', parameters as name:key=value,key=value):\n" << runtime::describe_components();
+      out << describe_parameters();
       return 0;
     }
     if (a.threads == 0) fail("kvc-eval", "--threads must be at least 1");
@@ -410,7 +482,8 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
     if (a.reference_only && protocol != Protocol::decode)
       fail("kvc-eval", "--reference belongs to the decode protocol");
     if (a.reference_only && !a.stacks.empty()) fail("kvc-eval", "--reference scores no stacks; drop --stack or --reference");
-    if (a.stacks.empty() && !a.reference_only) {
+    const bool stacks_given = !a.stacks.empty();
+    if (a.stacks.empty() && !a.reference_only && a.generate_tokens == 0) {
       a.stacks = protocol == Protocol::decode ? default_panel : context_panel;
       note = "default panel";
     }
@@ -432,14 +505,8 @@ int run_eval_cli(int argc, const char* const* argv, std::ostream& out, std::ostr
       fail("kvc-eval", "the tokenizer of {} has no BOS token, which every protocol puts at position 0", a.model_path);
     model.set_token_tags(token_tags(tokenizer));  // separators for SepLLM
     const std::size_t seq_len = std::size_t(model.config().seq_len);
-    if (a.generate_tokens > 0) {
-      Transformer transformer(model);
-      PlainCache cache(model.config().attention_shape());
-      Sampler greedy;
-      out << tokenizer.decode(generate(transformer, cache, tokenizer, "", std::min(a.generate_tokens, seq_len), greedy))
-          << "\n";
-      return 0;
-    }
+    if (a.generate_tokens > 0) return run_generate(a, stacks_given, model, tokenizer, out);
+    a.model_sha256 = file_sha256(a.model_path);
     switch (protocol) {
       case Protocol::decode:
         if (a.window_tokens == 0 || a.window_tokens + 1 > seq_len)

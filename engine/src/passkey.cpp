@@ -127,7 +127,7 @@ PasskeyReport run_passkey(const Model& model, const Tokenizer& tokenizer, std::s
   for (std::size_t s = 0; s < labels.size(); ++s) {
     report.stacks[s].label = labels[s];
     for (const std::size_t c : plan.contexts)
-      for (const double d : plan.depths) report.stacks[s].cells.push_back(PasskeyCell{c, d, 0.0, 0, 0, {}});
+      for (const double d : plan.depths) report.stacks[s].cells.push_back(PasskeyCell{c, d, 0.0, 0, 0, {}, 0.0});
   }
   const std::size_t total = labels.size() * prompts.size();
   std::size_t done = 0;
@@ -147,13 +147,21 @@ PasskeyReport run_passkey(const Model& model, const Tokenizer& tokenizer, std::s
             for (std::size_t t = 0; t < plan.trials; ++t) {
               const PasskeyPrompt& prompt = prompts[(c * plan.depths.size() + d) * plan.trials + t];
               std::string answer;
+              std::size_t bytes = 0;
               if (cache) {
                 cache->clear();
                 answer = greedy_continuation(transformer, *cache, tokenizer, prompt.tokens);
+                bytes = cache->memory_bytes();
               } else {
                 exact.clear();
                 answer = greedy_continuation(transformer, exact, tokenizer, prompt.tokens);
+                // Its rows as an f32 full cache stores them, not its vectors' spare capacity.
+                bytes = exact.tokens() * (8 * model.config().attention_shape().head_dim + sizeof(std::int32_t));
               }
+              const Shape& shape = model.config().attention_shape();
+              const double f16_bytes = double(prompt.tokens.size() * shape.layers * shape.kv_heads) * 4.0 *
+                                       double(shape.head_dim);
+              cell.compression_ratio += (bytes > 0 ? f16_bytes / double(bytes) : 0.0) / double(plan.trials);
               ++cell.trials;
               cell.correct += passkey_correct(answer, prompt.key) ? 1 : 0;
               cell.placed_depth += prompt.depth / double(plan.trials);

@@ -1,6 +1,7 @@
 #include "kvc_engine/passkey_report.hpp"
 
 #include "kvc/core/error.hpp"
+#include "kvc_engine/svg_plot.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -50,12 +51,8 @@ std::string format_passkey_table(const PasskeyReport& r) {
 }
 
 nlohmann::json passkey_to_json(const PasskeyReport& r, const RunInfo& info) {
-  nlohmann::json j;
+  nlohmann::json j = run_header(info);
   j["protocol"] = "passkey";
-  j["model"] = info.model;
-  j["tokenizer"] = info.tokenizer;
-  j["text"] = info.text;
-  j["note"] = info.note;
   j["seed"] = r.seed;
   j["keys"] = r.keys;
   j["contexts"] = r.contexts;
@@ -72,6 +69,7 @@ nlohmann::json passkey_to_json(const PasskeyReport& r, const RunInfo& info) {
                        {"trials", c.trials},
                        {"correct", c.correct},
                        {"accuracy", accuracy(c)},
+                       {"compression_ratio", c.compression_ratio},
                        {"answers", c.answers}});
     j["stacks"].push_back({{"stack", s.label}, {"cells", cells}});
   }
@@ -79,12 +77,12 @@ nlohmann::json passkey_to_json(const PasskeyReport& r, const RunInfo& info) {
 }
 
 std::string passkey_to_csv(const PasskeyReport& r) {
-  std::string out = "stack,context,depth,placed_depth,trials,correct,accuracy\n";
+  std::string out = std::string(passkey_csv_columns) + "\n";
   for (const auto& s : r.stacks) {
     const std::string label = csv_field(s.label);
     for (const auto& c : s.cells)
-      out += fmt::format("{},{},{:.6g},{:.6g},{},{},{:.6g}\n", label, c.context, c.depth, c.placed_depth, c.trials,
-                         c.correct, accuracy(c));
+      out += fmt::format("{},{},{:.6g},{:.6g},{},{},{:.6g},{:.6g}\n", label, c.context, c.depth, c.placed_depth,
+                         c.trials, c.correct, accuracy(c), c.compression_ratio);
   }
   return out;
 }
@@ -98,13 +96,9 @@ std::string passkey_to_svg(const PasskeyReport& r) {
   const double panel_h = 20 + cell_h * double(r.stacks.size());
   const double width = std::max(left + grid_w + 24, 500.0);
   const double height = top + double(r.contexts.size()) * (panel_h + panel_gap);
-  std::string out = fmt::format(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
-      "<text x=\"12\" y=\"22\" font-size=\"15\">Passkey retrieval accuracy ({2} keys per cell, seed {3})</text>\n",
-      width, height, r.keys.size(), r.seed);
+  std::string out =
+      svg_open(width, height, fmt::format("Passkey retrieval accuracy ({} key{} per cell, seed {})", r.keys.size(),
+                                          r.keys.size() == 1 ? "" : "s", r.seed));
   // Colour scale: 0% .. 100% in five steps.
   out += "<g class=\"legend\">\n";
   for (int i = 0; i <= 4; ++i)
@@ -138,8 +132,34 @@ std::string passkey_to_svg(const PasskeyReport& r) {
                        "in the prompt</text>\n",
                        left + grid_w / 2, y0 + 20 + cell_h * double(r.stacks.size()) + 14);
   }
-  out += "</svg>\n";
-  return out;
+  return out + svg_close();
+}
+
+std::string passkey_accuracy_svg(const PasskeyReport& r) {
+  std::vector<PlotPoint> points;
+  std::vector<double> xs;
+  for (const auto& s : r.stacks) {
+    double ratio = 0, correct = 0, trials = 0;
+    for (const PasskeyCell& c : s.cells) {
+      ratio += c.compression_ratio / double(s.cells.size());
+      correct += double(c.correct);
+      trials += double(c.trials);
+    }
+    points.push_back({s.label, ratio, trials > 0 ? 100.0 * correct / trials : 0.0,
+                      fmt::format("{}: ratio {:.2f}, {:g}/{:g} keys retrieved", s.label, ratio, correct, trials)});
+    xs.push_back(ratio);
+  }
+  const ScatterSpec spec{.title = fmt::format("Compression vs passkey accuracy (C = {}; {} key{} per cell, seed {})",
+                                              fmt::join(r.contexts, ", "), r.keys.size(),
+                                              r.keys.size() == 1 ? "" : "s", r.seed),
+                         .x_label = "compression ratio vs the f16 full cache (log scale; right is smaller)",
+                         .y_label = "passkey accuracy over every context and depth (%, higher is better)",
+                         .x = log_axis(xs, 1e-3),
+                         .y = {-4, 104, false},
+                         .x_unit = "x",
+                         .y_unit = "%",
+                         .higher_y_better = true};
+  return scatter_svg(spec, points);
 }
 
 void write_passkey_reports(const std::filesystem::path& dir, const PasskeyReport& report, const RunInfo& info) {
@@ -148,6 +168,7 @@ void write_passkey_reports(const std::filesystem::path& dir, const PasskeyReport
   write_report_file(dir / "passkey.json", passkey_to_json(report, info).dump(2) + "\n");
   write_report_file(dir / "passkey.csv", passkey_to_csv(report));
   write_report_file(dir / "passkey.svg", passkey_to_svg(report));
+  write_report_file(dir / "passkey-accuracy.svg", passkey_accuracy_svg(report));
 }
 
 }  // namespace kvc::engine

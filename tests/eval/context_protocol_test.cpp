@@ -131,9 +131,9 @@ TEST(ContextProtocol, EndToEndWritesOneRowPerContextAndStack) {
   std::vector<std::string> lines;
   while (std::getline(csv, line)) lines.push_back(line);
   ASSERT_EQ(lines.size(), 1u + 2u * 3u);
-  EXPECT_THAT(lines[0], ::testing::StartsWith("context,score_tokens,stack,compression_ratio,"));
-  EXPECT_THAT(lines[1], ::testing::StartsWith("128,64,full,"));
-  EXPECT_THAT(lines[6], ::testing::StartsWith("256,64,h2o:budget=12.5%,"));
+  EXPECT_THAT(lines[0], ::testing::StartsWith("protocol,context,score_tokens,stack,compression_ratio,"));
+  EXPECT_THAT(lines[1], ::testing::StartsWith("context,128,64,full,"));
+  EXPECT_THAT(lines[6], ::testing::StartsWith("context,256,64,h2o:budget=12.5%,"));
   EXPECT_TRUE(std::filesystem::exists(dir / "results-c128.svg"));
   EXPECT_TRUE(std::filesystem::exists(dir / "results-c256.svg"));
 }

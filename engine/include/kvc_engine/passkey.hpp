@@ -93,6 +93,11 @@ struct PasskeyCell {
   double placed_depth = 0;  // mean over trials of where the key sentence starts
   std::size_t trials = 0, correct = 0;
   std::vector<std::string> answers;  // the continuations, one per trial
+  // f16 bytes of the C prompt tokens (layers x KV heads x 2 x 2 x head_dim each) over the cache's
+  // memory_bytes() after the answer, mean over trials. The cache then also holds up to
+  // passkey_max_new_tokens answer tokens, which understates the ratio by at most 8/C. The exact
+  // row (PlainCache) counts f32 keys and values and a 4-byte position per held token and KV head.
+  double compression_ratio = 0;
 };
 
 struct PasskeyStack {
