@@ -32,8 +32,10 @@
 //
 // State and cost: per cached token per (layer, KV head) 8 bytes (the score, and the number of
 // attend() calls that saw it, from which the next call's number is read). on_attend() is
-// O(visible tokens) with a log, two logs for the noise and an exp per token (about 4x H2O's
-// hook); select() is an O(n) nth_element over the cache's scratch. No allocation.
+// O(visible tokens) with a log, two logs for the noise and an exp per token; select() is an O(n)
+// nth_element over the cache's scratch. No allocation. A decode step with eviction (bench/select.cpp,
+// 4 layers x 8 KV heads of dim 128, 4K context cut to budget 256, slack 0) took 397 us of CPU
+// against H2O's 209 us, on the shared 2-core machine under load.
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"

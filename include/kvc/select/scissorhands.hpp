@@ -25,7 +25,10 @@
 // the history window (a ring of kMaxHistory = 512 bits, indexed by the query's number modulo
 // `history`) and the number of the last query that saw it. on_attend() is O(visible tokens), one
 // compare and one bit write per token, allocation-free; select() is an O(n) nth_element over the
-// cache's scratch. The paper keeps the window's attention itself (history floats per token).
+// cache's scratch. The paper keeps the window's attention itself (history floats per token). A
+// decode step with eviction (bench/select.cpp, 4 layers x 8 KV heads of dim 128, 4K context cut to
+// budget 256, slack 0) took 539 us of CPU against H2O's 209 us, on the shared 2-core machine under
+// load: the 72-byte column moved at every compaction and 8 popcounts per ranked token.
 #include "kvc/concepts/family.hpp"
 #include "kvc/concepts/selection.hpp"
 #include "kvc/concepts/setup.hpp"
