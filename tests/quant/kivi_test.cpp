@@ -6,7 +6,8 @@
 //  * frozen groups are never re-quantized by later appends (bitwise equal decoded rows);
 //  * attention equals kvc::reference::attention over the cache's own decoded rows, on every ISA
 //    of this CPU, with f32 and f16 tails, and after evictions (H2O, SnapKV);
-//  * removal (rollback, ranges) goes through the same compaction;
+//  * removal (rollback, ranges) goes through the same compaction; a fork's freezes leave the
+//    original's rows alone (copy on write in the paged layout);
 //  * eviction inside frozen groups keeps the groups before it bitwise, re-encodes the kept frozen
 //    tokens into full groups (ref::encode_channels of their decoded keys) and returns a trailing
 //    partial group to the tail with its decoded keys;
@@ -291,6 +292,27 @@ TYPED_TEST(KiviLayouts, RemovalAndRollbackKeepTheRowsAndAttentionConsistent) {
     expect_attention_matches(cache, 0, rng);
     if (::testing::Test::HasFatalFailure()) return;
   }
+}
+
+TYPED_TEST(KiviLayouts, AForkFreezesWithoutTouchingTheOriginal) {
+  const Shape s{1, 2, 1, 32};
+  const std::size_t d = s.head_dim;
+  KVCache<TypeParam, quant::Kivi> cache(s, {}, quant::Kivi{.bits = 2, .group = 8, .residual = 16});
+  const Input in = make_input(80, d, 37);
+  cache.prefill(0, 0, std::span(in.k).first(40 * d), std::span(in.v).first(40 * d));  // 32 frozen, 8 tail
+  const Rows before = decoded(cache, 0, 0);
+  auto fork = cache.fork();
+  EXPECT_EQ(decoded(fork, 0, 0).k, before.k);
+  std::mt19937 rng(41);
+  for (std::int32_t t = 40; t < 80; ++t) {  // the fork freezes rows 32.. (paged: in shared blocks)
+    const auto i = static_cast<std::size_t>(t);
+    fork.append(0, t, std::span(in.k).subspan(i * d, d), std::span(in.v).subspan(i * d, d));
+  }
+  expect_attention_matches(fork, 0, rng);
+  const Rows after = decoded(cache, 0, 0);
+  EXPECT_EQ(after.k, before.k);
+  EXPECT_EQ(after.v, before.v);
+  expect_attention_matches(cache, 0, rng);
 }
 
 TYPED_TEST(KiviLayouts, DecodingWithH2OMatchesTheReferenceAndRoundsOncePerCompression) {
