@@ -7,13 +7,17 @@
 #             and fuzzes for KVC_FUZZ_SECONDS (default 20) seconds.
 #   tsan      clang 14, ThreadSanitizer: what docs/architecture.md ("Concurrency") allows, run on
 #             threads (tests/threads) and the threaded evaluation.
+#   aarch64   Debian's g++ cross compiler for aarch64 (cmake/toolchains/aarch64-linux-gnu.cmake),
+#             Release, the scalar kernels only: the unit, engine and evaluation tests, run by
+#             ctest under qemu-user; not the packaging tests (their consumer build is the host's)
+#             nor the real-model forward passes (SmolLM2*, minutes each under emulation).
 #   The Python package is built in the gcc build (nanobind, from a venv in build-python/venv) and
 #   its pytest suite runs there as the ctest test python.pytest; scripts/test_python.sh tests
 #   the `pip install .` path separately.
 # Each build's ctest prints its summary ("100% tests passed, 0 tests failed out of N").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/setup.sh"
+bash "$root/scripts/setup.sh" aarch64
 jobs="$(nproc)"
 models="$(bash "$root/scripts/fetch_models.sh" | tail -n 1)"
 fuzz_seconds="${KVC_FUZZ_SECONDS:-20}"
@@ -48,4 +52,7 @@ configure_build_test sanitize "" "-E packaging|compile_fail|SmolLM2" -DCMAKE_CXX
 configure_build_test tsan "kvc_threads_tests kvc_eval_tests" "-R ^(Concurrency|EvaluationThreads)\\." -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF \
   "-DCMAKE_CXX_FLAGS=-fsanitize=thread -fno-omit-frame-pointer"
+configure_build_test aarch64 "" "-E packaging|SmolLM2" \
+  -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake" -DCMAKE_BUILD_TYPE=Release \
+  -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF
 echo "test.sh: all suites passed" >&2
