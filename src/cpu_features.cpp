@@ -1,16 +1,25 @@
 // CPUID + XGETBV: an instruction set is usable only if the CPU has it and the OS saves its
 // register state on context switches (a kernel or hypervisor may disable AVX-512 state).
+// x86-64 only: other architectures build the scalar table alone, which needs no detection.
 #include "kernels/target.hpp"
 #include "kernels/tuning.hpp"
 #include "kvc/kernels/table.hpp"
 
+#if KVC_ARCH_X86_64
 #include <cpuid.h>
+#endif
 
 #include <cstdint>
 
 namespace kvc::kernels::detail {
 namespace {
 
+struct Features {
+  std::uint32_t bits = 0;  // CpuFeature
+  bool intel = false;
+};
+
+#if KVC_ARCH_X86_64
 struct Regs {
   std::uint32_t a = 0, b = 0, c = 0, d = 0;
 };
@@ -29,11 +38,6 @@ std::uint64_t xgetbv0() noexcept {
 }
 
 constexpr bool bit(std::uint32_t r, unsigned i) noexcept { return ((r >> i) & 1u) != 0; }
-
-struct Features {
-  std::uint32_t bits = 0;  // CpuFeature
-  bool intel = false;
-};
 
 Features detect() noexcept {
   Features f;
@@ -57,6 +61,10 @@ Features detect() noexcept {
   if (l7.a >= 1 && bit(cpuid(7, 1).a, 5)) f.bits |= kCpuAvx512Bf16;  // sub-leaf 1 must exist
   return f;
 }
+#else
+// Elsewhere only the portable scalar table is built, and it needs no CPU feature.
+Features detect() noexcept { return {}; }
+#endif
 
 const Features& features() noexcept {
   static const Features f = detect();

@@ -14,6 +14,12 @@ namespace kvc::engine::ops {
 
 namespace {
 
+// The AVX2 kernels are built for x86-64 only (engine/CMakeLists.txt); elsewhere every ISA the
+// library supports is scalar and the products take the portable loops.
+constexpr bool kAvx2Kernels = kernels::isa_built(kernels::Isa::avx2);
+
+bool use_avx2(kernels::Isa isa) noexcept { return kAvx2Kernels && isa != kernels::Isa::scalar; }
+
 struct MatmulJob {
   float* out;
   const float* w;
@@ -27,9 +33,11 @@ void matmul_task(void* context, std::size_t task) noexcept {
   const std::size_t r0 = task * j.rows_per_task;
   const std::size_t r1 = std::min(j.rows, r0 + j.rows_per_task);
   if (r0 >= r1) return;
-  if (j.avx2) {
-    detail::matmul_rows_avx2(j.out, j.rows, j.w, j.x, j.n, j.cols, r0, r1);
-    return;
+  if constexpr (kAvx2Kernels) {
+    if (j.avx2) {
+      detail::matmul_rows_avx2(j.out, j.rows, j.w, j.x, j.n, j.cols, r0, r1);
+      return;
+    }
   }
   for (std::size_t t = 0; t < j.n; ++t)
     for (std::size_t r = r0; r < r1; ++r) j.out[t * j.rows + r] = kvc::dot(j.w + r * j.cols, j.x + t * j.cols, j.cols);
@@ -77,12 +85,14 @@ void quant_task(void* context, std::size_t task) noexcept {
   const std::size_t r0 = task * j.rows_per_task, r1 = std::min(w.rows, r0 + j.rows_per_task);
   if (r0 >= r1) return;
   const bool q4 = w.type == GgmlType::q4_1;
-  if (j.avx2) {
-    if (q4)
-      detail::matvec_q4_1_avx2(j.out, w.data, w.row_bytes, j.x, j.xsum, w.cols, r0, r1);
-    else
-      detail::matvec_q8_0_avx2(j.out, w.data, w.row_bytes, j.x, w.cols, r0, r1);
-    return;
+  if constexpr (kAvx2Kernels) {
+    if (j.avx2) {
+      if (q4)
+        detail::matvec_q4_1_avx2(j.out, w.data, w.row_bytes, j.x, j.xsum, w.cols, r0, r1);
+      else
+        detail::matvec_q8_0_avx2(j.out, w.data, w.row_bytes, j.x, w.cols, r0, r1);
+      return;
+    }
   }
   for (std::size_t r = r0; r < r1; ++r)
     j.out[r] = q4 ? dot_q4_1(w.data + r * w.row_bytes, j.x, w.cols / 32) : dot_q8_0(w.data + r * w.row_bytes, j.x, w.cols / 32);
@@ -106,7 +116,7 @@ void matmul(std::span<float> out, std::span<const float> w, std::span<const floa
   const std::size_t cols = x.size() / n, rows = w.size() / cols;
   KVC_CONTRACT(rows * cols == w.size() && cols * n == x.size() && out.size() == rows * n,
                "matmul: w must be [rows][cols], x [n][cols], out [n][rows]");
-  MatmulJob job{out.data(), w.data(), x.data(), n, rows, cols, rows, isa != kernels::Isa::scalar && cols % 8 == 0};
+  MatmulJob job{out.data(), w.data(), x.data(), n, rows, cols, rows, use_avx2(isa) && cols % 8 == 0};
   // Below ~64K multiply-adds a second thread costs more than it saves (stories260K's layers).
   auto& pool = detail::ThreadPool::instance();
   const std::size_t tasks = rows * cols * n < (std::size_t{1} << 16) ? 1 : pool.size();
@@ -130,7 +140,7 @@ void matvec_quant(std::span<float> out, const QuantMatrix& w, std::span<const fl
     for (std::size_t i = 0; i < 32; ++i) s += x[32 * k + i];
     xsum[k] = s;
   }
-  QuantJob job{out.data(), &w, x.data(), xsum, 0, isa != kernels::Isa::scalar};
+  QuantJob job{out.data(), &w, x.data(), xsum, 0, use_avx2(isa)};
   auto& pool = detail::ThreadPool::instance();
   const std::size_t tasks = w.rows * w.cols < (std::size_t{1} << 16) ? 1 : pool.size();
   job.rows_per_task = (w.rows + tasks - 1) / tasks;

@@ -1,6 +1,8 @@
 #include "parallel.hpp"
 
+#if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -12,6 +14,16 @@ namespace {
 // microseconds, and waking a sleeping thread costs tens of them; longer spins steal the core
 // from other processes on a busy machine.
 constexpr int spin_rounds = 2000;
+
+// One round of a spin: the CPU's hint that this is a wait loop (x86 pause, Arm yield), which
+// frees the core's resources for the thread beside it; other architectures spin plainly.
+inline void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
 
 std::size_t configured_threads() {
   if (const char* env = std::getenv("KVC_ENGINE_THREADS"); env && *env) {
@@ -58,7 +70,7 @@ void ThreadPool::work() noexcept {
     std::uint64_t t;
     for (int spins = 0; ((t = ticket_.load(std::memory_order_acquire)) >> 32) == seen; ++spins) {
       if (spins < spin_rounds)
-        _mm_pause();
+        spin_pause();
       else
         ticket_.wait(t);
     }
@@ -87,7 +99,7 @@ void ThreadPool::run(std::size_t count, Task task, void* context) noexcept {
     const std::size_t d = done_.load(std::memory_order_acquire);
     if (d >= count) break;
     if (spins < spin_rounds)
-      _mm_pause();
+      spin_pause();
     else
       done_.wait(d);
   }

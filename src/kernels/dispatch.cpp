@@ -14,9 +14,18 @@ namespace {
 
 using Getter = const Table& (*)() noexcept;
 
+// Only the targets this build compiles are referenced (the others' tables are not linked in).
+template <Isa I>
+constexpr Getter getter() noexcept {
+  if constexpr (isa_built(I))
+    return &isa_table<I>;
+  else
+    return nullptr;
+}
+
 template <std::size_t... I>
 constexpr std::array<Getter, kIsaCount> getters(std::index_sequence<I...>) noexcept {
-  return {&isa_table<static_cast<Isa>(I)>...};
+  return {getter<static_cast<Isa>(I)>()...};
 }
 constexpr std::array<Getter, kIsaCount> kGetters = getters(std::make_index_sequence<kIsaCount>{});
 
@@ -41,7 +50,7 @@ const char* isa_name(Isa isa) noexcept { return traits(isa).name; }
 
 bool isa_supported(Isa isa) noexcept {
   const std::uint32_t needed = traits(isa).features;
-  return (detail::cpu_features() & needed) == needed;
+  return isa_built(isa) && (detail::cpu_features() & needed) == needed;
 }
 
 std::span<const Isa> supported_isas() noexcept {

@@ -81,7 +81,7 @@ TEST(Forward, SamplerValidatesItsParameters) {
   EXPECT_EQ(greedy.sample(logits), 1) << "greedy takes the lowest id among ties";
 }
 
-TEST(Forward, TokenIdsOutOfRangeAreRejected) {
+TEST(ForwardDeathTest, TokenIdsOutOfRangeAreRejected) {
   KVC_REQUIRE_MODELS();
   GTEST_FLAG_SET(death_test_style, "threadsafe");  // the engine's worker threads may be running
   const Bundle& b = bundle();

@@ -4,7 +4,9 @@
 #include "kvc/core/error.hpp"
 #include "../../src/kernels/tuning.hpp"  // the library's private vendor rules
 
+#if KVC_ARCH_X86_64
 #include <cpuid.h>
+#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -37,8 +39,10 @@ TEST(Dispatch, SupportedIsasStartWithScalarAndAgreeWithIsaSupported) {
   std::printf("supported ISAs: %s; active: %s\n", list.c_str(), active_isa_name());
 }
 
-// The vendor as CPUID leaf 0 spells it (EBX, EDX, ECX), read here independently of the library.
+// The vendor as CPUID leaf 0 spells it (EBX, EDX, ECX), read here independently of the library;
+// empty off x86-64, where no vendor rule applies.
 std::string cpu_vendor() {
+#if KVC_ARCH_X86_64
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(0, &a, &b, &c, &d) == 0) return {};
   char name[12];
@@ -46,6 +50,34 @@ std::string cpu_vendor() {
   std::memcpy(name + 4, &d, 4);
   std::memcpy(name + 8, &c, 4);
   return std::string(name, 12);
+#else
+  return {};
+#endif
+}
+
+// The targets a build has, by architecture, written out: the scalar table everywhere, the x86
+// tables in x86-64 builds only (whose source files other compilers cannot build).
+TEST(Dispatch, EachArchitectureBuildsItsTargetsOnly) {
+#if defined(__x86_64__) || defined(_M_X64)
+  const bool x86 = true;
+#else
+  const bool x86 = false;
+#endif
+  EXPECT_EQ(kArch == Arch::x86_64, x86);
+  EXPECT_TRUE(isa_built(Isa::scalar));
+  EXPECT_TRUE(isa_supported(Isa::scalar));
+  for (const Isa isa : {Isa::avx2, Isa::avx512, Isa::avx512vnni, Isa::avx512bf16}) {
+    EXPECT_EQ(isa_built(isa), x86) << isa_name(isa);
+    if (!x86) {
+      EXPECT_FALSE(isa_supported(isa)) << isa_name(isa);
+    }
+  }
+  if (!x86) {
+    ASSERT_EQ(supported_isas().size(), 1u);
+    EXPECT_EQ(preferred_isa(), Isa::scalar);
+    EXPECT_EQ(detail::encode_prefetch_rows(), 0u);
+    EXPECT_FALSE(detail::bf16_dot_slower_than_fma());
+  }
 }
 
 TEST(Dispatch, PreferredIsaIsTheWidestSaveBf16OnIntel) {
@@ -97,7 +129,9 @@ int active_in_child(const char* value) {
   }
 }
 
-TEST(Dispatch, KvcIsaForcesTheActiveTableInAFreshProcess) {
+// Named *DeathTest (GoogleTest's convention) like every test that re-executes its binary: the
+// aarch64 build, whose tests run under qemu-user, cannot re-execute one (scripts/test.sh).
+TEST(DispatchDeathTest, KvcIsaForcesTheActiveTableInAFreshProcess) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   for (Isa isa : supported_isas()) {
     const std::string pattern = std::string("active ISA: ") + isa_name(isa);

@@ -27,6 +27,7 @@ inline const std::vector<Isa> kAllIsas = [] {
 class IsaTest : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
+    if (!isa_built(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " is not built for this architecture";
     if (!isa_supported(GetParam())) GTEST_SKIP() << isa_name(GetParam()) << " is not supported by this CPU or OS";
   }
   const Table& kernels() const { return table(GetParam()); }

@@ -22,22 +22,38 @@ enum CpuFeature : std::uint32_t {
   kCpuAvx512Bf16 = 1u << 3,  // AVX512-BF16
 };
 
+// The architectures a target's kernels compile for: `any` is portable C++, x86_64 needs x86-64
+// intrinsics and -m flags. kArch is the one this translation unit is compiled for (the library
+// and its users are, so both agree on which tables exist).
+enum class Arch : std::uint8_t { any, x86_64, other };
+// KVC_ARCH_X86_64 guards the code that only x86-64 compilers accept (<cpuid.h>, intrinsics).
+#if defined(__x86_64__) || defined(_M_X64)
+#define KVC_ARCH_X86_64 1
+inline constexpr Arch kArch = Arch::x86_64;
+#else
+#define KVC_ARCH_X86_64 0
+inline constexpr Arch kArch = Arch::other;
+#endif
+
 // The targets, one row per Isa in its order (simdjson's implementation list): the name KVC_ISA
-// and the logs use, and the CPU features the target's translation unit is compiled for
-// (src/CMakeLists.txt gives it the matching -m flags, src/kernels/<name>/<name>_table.cpp).
+// and the logs use, the architecture whose builds compile it, and the CPU features the target's
+// translation unit is compiled for (src/CMakeLists.txt builds src/kernels/<name>/<name>_table.cpp
+// on that architecture only, with the matching -m flags). Every Isa is named on every
+// architecture, so KVC_ISA=avx2 on aarch64 is "not supported" rather than unknown.
 // Dispatch, the supported-ISA query and the tests derive from this table.
 struct IsaTraits {
   Isa isa;
   const char* name;
+  Arch arch;
   std::uint32_t features;  // CpuFeature bits
 };
 
 inline constexpr IsaTraits kIsaTraits[] = {
-    {Isa::scalar, "scalar", 0},
-    {Isa::avx2, "avx2", kCpuAvx2},
-    {Isa::avx512, "avx512", kCpuAvx2 | kCpuAvx512},
-    {Isa::avx512vnni, "avx512vnni", kCpuAvx2 | kCpuAvx512 | kCpuAvx512Vnni},
-    {Isa::avx512bf16, "avx512bf16", kCpuAvx2 | kCpuAvx512 | kCpuAvx512Vnni | kCpuAvx512Bf16},
+    {Isa::scalar, "scalar", Arch::any, 0},
+    {Isa::avx2, "avx2", Arch::x86_64, kCpuAvx2},
+    {Isa::avx512, "avx512", Arch::x86_64, kCpuAvx2 | kCpuAvx512},
+    {Isa::avx512vnni, "avx512vnni", Arch::x86_64, kCpuAvx2 | kCpuAvx512 | kCpuAvx512Vnni},
+    {Isa::avx512bf16, "avx512bf16", Arch::x86_64, kCpuAvx2 | kCpuAvx512 | kCpuAvx512Vnni | kCpuAvx512Bf16},
 };
 inline constexpr std::size_t kIsaCount = sizeof(kIsaTraits) / sizeof(kIsaTraits[0]);
 
@@ -59,6 +75,10 @@ static_assert(detail::rows_in_enum_order<&IsaTraits::isa>(kIsaTraits),
 static_assert(!detail::is_named(static_cast<Isa>(kIsaCount)), "Every Isa needs its row in kIsaTraits.");
 
 static constexpr const IsaTraits& traits(Isa isa) noexcept { return kIsaTraits[static_cast<std::size_t>(isa)]; }
+
+// Whether this build has `isa`'s kernel table: portable targets everywhere, the others on
+// their architecture only. isa_supported() is false for the rest.
+static constexpr bool isa_built(Isa isa) noexcept { return traits(isa).arch == Arch::any || traits(isa).arch == kArch; }
 
 // How attention may compute. ISAs without int8 or bf16 dot products always compute exactly.
 //   exact: q.K and weights.V in fp32 on the dequantized rows (ref::attend within 2e-5).
@@ -153,7 +173,7 @@ struct Table {
 
 const char* isa_name(Isa isa) noexcept;
 
-// Whether this CPU and OS can run `isa`'s kernels.
+// Whether this build has `isa`'s kernels and this CPU and OS can run them.
 bool isa_supported(Isa isa) noexcept;
 
 // Every ISA this CPU and OS can run, scalar first, widest last.
