@@ -197,7 +197,7 @@ static void test_text_outputs(void) {
   kvc_stack* stack = NULL;
   CHECK_OK(kvc_stack_parse(" h2o:budget=8 + int8:group=8 ", &stack));
   char small[8], described[256];
-  const char* expected = "h2o:budget=8,recent=0.5+int8:group=8,value_bits=0,fast=0";
+  const char* expected = "h2o:budget=8,recent=0.5,sinks=0+int8:group=8,value_bits=0,fast=0";
   CHECK_FAILS(kvc_stack_describe(stack, small, sizeof small, &length), KVC_ERROR_BUFFER_TOO_SMALL, "needs");
   CHECK(length == strlen(expected));
   CHECK_OK(kvc_stack_describe(stack, described, sizeof described, &length));
