@@ -9,7 +9,7 @@
 #             threads (tests/threads) and the threaded evaluation.
 #   aarch64   Debian's g++ cross compiler for aarch64 (cmake/toolchains/aarch64-linux-gnu.cmake),
 #             Release, the scalar kernels only, tests run by ctest under qemu-user: the library's
-#             unit tests (core, kernels, select, budget, merge, quant, lowrank) and the engine's
+#             unit tests (core, kernels, select, budget, merge, quant, lowrank), the C API program and the engine's
 #             (GGUF and tokenizer parsers, stories260K forward passes) on one engine thread
 #             (KVC_ENGINE_THREADS=1); not the real-model forward passes (SmolLM2*, minutes each
 #             under emulation), the death tests (a binary under qemu-user cannot re-execute
@@ -63,8 +63,8 @@ configure_build_test tsan "kvc_threads_tests kvc_eval_tests" "-R ^(Concurrency|E
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF \
   "-DCMAKE_CXX_FLAGS=-fsanitize=thread -fno-omit-frame-pointer"
 KVC_ENGINE_THREADS=1 configure_build_test aarch64 \
-  "kvc_core_tests kvc_kernels_tests kvc_select_tests kvc_budget_tests kvc_merge_tests kvc_quant_tests kvc_lowrank_tests kvc_engine_tests" \
-  "-E _NOT_BUILT|packaging|compile_fail|SmolLM2|DeathTest" \
+  "kvc_core_tests kvc_kernels_tests kvc_select_tests kvc_budget_tests kvc_merge_tests kvc_quant_tests kvc_lowrank_tests kvc_engine_tests kvc_c_api_test" \
+  "-E _NOT_BUILT|packaging|compile_fail|SmolLM2|DeathTest|c_api.ctypes" \
   -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake" -DCMAKE_BUILD_TYPE=Release \
   -DKVC_BUILD_BENCH=OFF -DKVC_BUILD_EXAMPLES=OFF
 echo "== no-avx: x86-64 without AVX (qemu-x86_64 -cpu Westmere)" >&2
