@@ -4,6 +4,7 @@
 // must keep its invariants (finite outputs for finite inputs, positions increasing, no head above
 // its budget after compress(), memory accounted). Misuse the API rejects (a prefill whose
 // positions do not follow) must be a kvc::Error, never a crash.
+#include "fuzz_input.hpp"
 #include "kvc/core/error.hpp"
 #include "kvc/runtime/registry.hpp"
 #include "kvc/runtime/stack_spec.hpp"
@@ -17,19 +18,7 @@
 
 namespace {
 
-class Input {
- public:
-  Input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
-  [[nodiscard]] bool empty() const { return at_ >= size_; }
-  std::uint8_t byte() { return at_ < size_ ? data_[at_++] : 0; }
-  std::size_t pick(std::size_t n) { return byte() % n; }
-  // A finite value in [-4, 4), with exact zeros and repeated values common enough to matter.
-  float value() { return float(int(byte()) - 128) / 32.0f; }
-
- private:
-  const std::uint8_t* data_;
-  std::size_t size_, at_ = 0;
-};
+using kvc::fuzz::Input;
 
 constexpr std::array<std::string_view, 12> stacks = {
     "full", "f16", "int8", "int4:group=8", "int2:group=8", "streaming:sinks=2,recent=6", "h2o:budget=8",

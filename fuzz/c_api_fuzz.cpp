@@ -5,6 +5,7 @@
 // buffer's length is outside any contract). Every call must return a kvc_status, never crash or
 // abort; a failed call must leave the cache's token count as it was, and a failure must come
 // with a message.
+#include "fuzz_input.hpp"
 #include "kvc/kvc.h"
 
 #include <algorithm>
@@ -17,24 +18,7 @@
 
 namespace {
 
-class Input {
- public:
-  Input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
-  [[nodiscard]] bool empty() const { return at_ >= size_; }
-  std::uint8_t byte() { return at_ < size_ ? data_[at_++] : 0; }
-  std::size_t pick(std::size_t n) { return byte() % n; }
-  // Mostly finite values in [-4, 4); now and then a NaN or an infinity.
-  float value() {
-    const std::uint8_t b = byte();
-    if (b == 255) return std::numeric_limits<float>::quiet_NaN();
-    if (b == 254) return std::numeric_limits<float>::infinity();
-    return float(int(b) - 128) / 32.0f;
-  }
-
- private:
-  const std::uint8_t* data_;
-  std::size_t size_, at_ = 0;
-};
+using kvc::fuzz::Input;
 
 void check(bool ok) {
   if (!ok) __builtin_trap();
@@ -104,8 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 1: {  // append one token, or prefill a few
         const std::size_t n = in.pick(2) == 0 ? 1 : 1 + in.pick(6);
         keys.resize(count_near(in, n * kv)), values.resize(count_near(in, n * kv));
-        for (auto& x : keys) x = in.value();
-        for (auto& x : values) x = in.value();
+        for (auto& x : keys) x = in.value_or_nonfinite();
+        for (auto& x : values) x = in.value_or_nonfinite();
         const std::int32_t position = in.pick(8) == 0 ? std::int32_t(in.byte()) - 8 : next[layer];
         const float* k = in.pick(16) == 0 ? nullptr : keys.data();
         status = n == 1 ? checked(kvc_cache_append(cache, layer, position, k, keys.size(), values.data(), values.size()))
@@ -118,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::size_t n = 1 + in.pick(3);
         queries.resize(count_near(in, n * qs));
         out.resize(in.pick(8) == 0 ? queries.size() + 1 : queries.size());
-        for (auto& x : queries) x = in.value();
+        for (auto& x : queries) x = in.value_or_nonfinite();
         status = checked(kvc_cache_attend(cache, layer, queries.data(), queries.size(),
                                           in.pick(16) == 0 ? nullptr : out.data(), out.size()));
         if (status == KVC_OK)
